@@ -1,0 +1,57 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MFC := $(VENV)/bin/mfc
+
+.PHONY: demo test install install-test lint fmt fixtures registry-cache bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# llama-cpp-python is compiled for this CPU's OS-enabled features (never AMX unless usable);
+# the wheel is cached per (version, flags) so later installs take seconds. CMAKE_ARGS overrides.
+$(VENV)/.llama-installed: tools/install_llama.py | $(PY)
+	$(PY) tools/install_llama.py
+	touch $@
+
+$(VENV)/.mfc-installed: pyproject.toml $(VENV)/.llama-installed
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.mfc-test-installed: pyproject.toml $(VENV)/.mfc-installed
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+install: $(VENV)/.mfc-installed
+install-test: $(VENV)/.mfc-test-installed
+
+# Build the bundled example (its base model comes from registry_cache/, offline) and run a prompt.
+demo: install
+	$(MFC) build -t counter examples/counter
+	$(MFC) run counter "abc"
+
+test: install-test
+	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install-test
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Regenerate the committed registry_cache/ from the fixture models (byte-identical when unchanged).
+registry-cache: install
+	$(PY) -m mfc.testing.registry_cache registry_cache
+
+bench: install-test
+	$(PY) bench/parse.py
+	$(PY) bench/build.py
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

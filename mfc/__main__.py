@@ -1,0 +1,3 @@
+from mfc.cli.main import main
+
+main()
