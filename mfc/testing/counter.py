@@ -239,7 +239,7 @@ def reference_logits(token: int, adapters: Mapping[str, float] | None = None) ->
 def expected_continuation(
     text: str, adapters: Mapping[str, float] | None = None, max_tokens: int = 128
 ) -> str:
-    """What greedy decoding prints after ``text`` (prompt tokens as llama.cpp makes them, BOS first).
+    """What greedy decoding prints after ``text`` (tokenized as llama.cpp does, BOS first).
 
     ``adapters`` maps adapter fixture names to scales, e.g. ``{"lora-shift.gguf": 1.0}``.
     Stops at EOS or after ``max_tokens`` tokens.

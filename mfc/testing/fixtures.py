@@ -162,7 +162,7 @@ def _truncated(source: Path) -> Callable[[Path], None]:
 
 
 def generate(dest: Path) -> dict[str, Path]:
-    """Write every fixture into ``dest`` (created if missing); returns name → path, in NAMES order."""
+    """Write every fixture into ``dest`` (created if missing); returns name → path."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     paths = {name: dest / name for name in NAMES}
