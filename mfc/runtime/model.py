@@ -1,0 +1,212 @@
+"""A built model as the runtime sees it: blob paths plus the text and JSON layers.
+
+`load_image` is the runtime's only door into the store (data flows one way:
+the runtime reads, never writes). `image_from_gguf` makes the same value from a
+bare GGUF file, which is how `mfc run ./model.gguf`-style tests and the bench
+run before anything is built.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError, Severity
+from mfc.modelfile.spec import ParamValue
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # system | user | assistant | tool
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    path: Path
+    scale: float = 1.0
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GgufInfo:
+    """The few GGUF header facts the runtime needs before llama.cpp loads anything."""
+
+    architecture: str | None = None
+    name: str | None = None
+    context_length: int | None = None
+    embedding_length: int | None = None
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+    file_type: int | None = None
+    parameter_count: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelImage:
+    name: str  # as the user wrote it (or the file path for a bare GGUF)
+    model_path: Path
+    gguf: GgufInfo = field(default_factory=GgufInfo)
+    adapters: tuple[Adapter, ...] = ()
+    template: str | None = None  # TEMPLATE layer (Go or Jinja2)
+    system: str | None = None  # SYSTEM layer
+    messages: tuple[ChatMessage, ...] = ()  # MESSAGE layers
+    params: Mapping[str, ParamValue] = field(default_factory=dict)  # params layer
+    licenses: tuple[str, ...] = ()
+    digest: str = ""  # manifest digest (model ID); "" for a bare GGUF
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str | None:
+        family = self.config.get("model_family") if self.config else None
+        return family or self.gguf.architecture
+
+
+def read_gguf_info(path: Path) -> GgufInfo:
+    """Read header metadata with `gguf` (memory-mapped, no tensor data touched)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+
+    def get(key: str) -> Any:
+        f = reader.get_field(key)
+        return f.contents() if f is not None else None
+
+    arch = get("general.architecture")
+    tokens = reader.get_field("tokenizer.ggml.tokens")
+
+    def token_text(id_key: str) -> str:
+        token_id = get(id_key)
+        if tokens is None or token_id is None or not 0 <= token_id < len(tokens.data):
+            return ""
+        return str(tokens.contents(int(token_id)))
+
+    n_params = sum(int(t.n_elements) for t in reader.tensors) if reader.tensors else None
+    return GgufInfo(
+        architecture=arch,
+        name=get("general.name"),
+        context_length=get(f"{arch}.context_length") if arch else None,
+        embedding_length=get(f"{arch}.embedding_length") if arch else None,
+        chat_template=get("tokenizer.chat_template"),
+        bos_token=token_text("tokenizer.ggml.bos_token_id"),
+        eos_token=token_text("tokenizer.ggml.eos_token_id"),
+        file_type=get("general.file_type"),
+        parameter_count=n_params,
+    )
+
+
+def image_from_gguf(
+    path: Path,
+    *,
+    adapters: tuple[Adapter, ...] = (),
+    template: str | None = None,
+    system: str | None = None,
+    messages: tuple[ChatMessage, ...] = (),
+    params: Mapping[str, ParamValue] | None = None,
+) -> ModelImage:
+    return ModelImage(
+        name=str(path),
+        model_path=Path(path),
+        gguf=read_gguf_info(Path(path)),
+        adapters=adapters,
+        template=template,
+        system=system,
+        messages=messages,
+        params=dict(params or {}),
+    )
+
+
+def model_not_found(name: str, searched: str) -> DiagnosticError:
+    return DiagnosticError(
+        [
+            Diagnostic(
+                code="MF301",
+                severity=Severity.ERROR,
+                message=f"model `{name}` not found",
+                span=None,
+                hint=(
+                    f"searched {searched}; build one with `mfc build -t {name} DIR` "
+                    "(or `mfc create {name} -f Modelfile`), or load a saved image with "
+                    "`mfc load FILE`; `mfc list` shows what is there"
+                ).replace("{name}", name),
+            )
+        ]
+    )
+
+
+def load_image(name: str, store: Any = None) -> ModelImage:
+    """Resolve `name` in the store (`MFC_MODELS`) into a ModelImage."""
+    from mfc.store import media_types as mt
+    from mfc.store.store import ModelNotFoundError, Store, read_config
+
+    store = store if store is not None else Store.from_env()
+    try:
+        manifest = store.read_manifest(name)
+    except ModelNotFoundError:
+        raise model_not_found(name, _searched(store, name)) from None
+
+    def text(layer: Any) -> str:
+        return Path(store.blob_path(layer.digest)).read_text(encoding="utf-8")
+
+    def layer_json(layer: Any) -> Any:
+        return json.loads(text(layer))
+
+    model_layer = manifest.layer(mt.MODEL)
+    if model_layer is None:
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "MF302",
+                    Severity.ERROR,
+                    f"model `{name}` has no model weights layer",
+                    None,
+                    hint="rebuild it from a Modelfile whose FROM names a GGUF file or model",
+                )
+            ]
+        )
+    config = read_config(store, manifest) or {}
+    scales = {
+        a.get("digest"): float(a.get("scale", 1.0))
+        for a in (config.get("mfc", {}) or {}).get("adapters", []) or []
+    }
+    adapters = tuple(
+        Adapter(Path(store.blob_path(a.digest)), scales.get(a.digest, 1.0), a.digest)
+        for a in manifest.layers_of(mt.ADAPTER)
+    )
+    params: dict[str, ParamValue] = {}
+    for layer in manifest.layers_of(mt.PARAMS):
+        for key, value in layer_json(layer).items():
+            params[key] = tuple(value) if isinstance(value, list) else value
+    messages = tuple(
+        ChatMessage(str(m["role"]), str(m["content"]))
+        for layer in manifest.layers_of(mt.MESSAGES)
+        for m in layer_json(layer)
+    )
+    template = manifest.layer(mt.TEMPLATE)
+    system = manifest.layer(mt.SYSTEM)
+    model_path = Path(store.blob_path(model_layer.digest))
+    return ModelImage(
+        name=name,
+        model_path=model_path,
+        gguf=read_gguf_info(model_path),
+        adapters=adapters,
+        template=text(template) if template else None,
+        system=text(system) if system else None,
+        messages=messages,
+        params=params,
+        licenses=tuple(text(lic) for lic in manifest.layers_of(mt.LICENSE)),
+        digest=manifest.digest,
+        config=config,
+    )
+
+
+def _searched(store: Any, name: str) -> str:
+    root = getattr(store, "root", None)
+    return f"the store at `{root}` (set by MFC_MODELS)" if root else "the model store"

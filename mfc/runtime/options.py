@@ -1,0 +1,142 @@
+"""Which value each llama.cpp option gets, and whether changing it needs a reload.
+
+Precedence, lowest first: the parameter table's defaults (the one source of
+defaults; `num_ctx` may come from `MFC_CONTEXT_LENGTH`), the model image's params
+layer (the builder has already merged the base model's params under the
+Modelfile's own), then the request / REPL overrides. Pure: no llama_cpp here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mfc.modelfile.spec import ParamValue
+
+DEFAULT_NUM_CTX = 4096  # when neither the table, the model nor MFC_CONTEXT_LENGTH says
+CONTEXT_ENV = "MFC_CONTEXT_LENGTH"
+LOAD_PARAMS = ("num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap")
+
+
+def parameter_table() -> dict[str, Any]:
+    """name -> ParamSpec, from `mfc.modelfile.params` (imported lazily: it is someone else's)."""
+    from mfc.modelfile.params import PARAMETERS
+
+    if isinstance(PARAMETERS, Mapping):
+        return dict(PARAMETERS)
+    return {spec.name: spec for spec in PARAMETERS}
+
+
+def table_defaults() -> dict[str, ParamValue]:
+    out: dict[str, ParamValue] = {}
+    for name, spec in parameter_table().items():
+        if getattr(spec, "default", None) is not None:
+            value = spec.default
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """Everything that is fixed when the model and context are created."""
+
+    n_ctx: int
+    n_batch: int
+    n_threads: int | None  # None: llama-cpp-python's choice
+    n_gpu_layers: int
+    main_gpu: int
+    use_mmap: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingOptions:
+    """Per-generation settings: changing them never reloads the model."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1
+    num_predict: int = -1
+    stop: tuple[str, ...] = ()
+    num_keep: int = 4
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+
+
+@dataclass(frozen=True)
+class Resolved:
+    values: Mapping[str, ParamValue]  # every option with its effective value
+    warnings: tuple[str, ...] = ()
+
+    def load(self) -> LoadOptions:
+        v = self.values
+        threads = int(v.get("num_thread", 0) or 0)
+        return LoadOptions(
+            n_ctx=int(v["num_ctx"]),
+            n_batch=int(v.get("num_batch", 512)),
+            n_threads=threads if threads > 0 else None,
+            n_gpu_layers=int(v.get("num_gpu", 0) or 0),
+            main_gpu=int(v.get("main_gpu", 0) or 0),
+            use_mmap=bool(v.get("use_mmap", True)),
+        )
+
+    def sampling(self) -> SamplingOptions:
+        known = SamplingOptions.__dataclass_fields__
+        kwargs: dict[str, Any] = {}
+        for name, value in self.values.items():
+            if name not in known:
+                continue
+            if name == "stop":
+                kwargs[name] = (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
+            else:
+                kwargs[name] = type(known[name].default)(value)
+        return SamplingOptions(**kwargs)
+
+
+def resolve(
+    image_params: Mapping[str, ParamValue],
+    overrides: Mapping[str, ParamValue] | None = None,
+    *,
+    trained_ctx: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Resolved:
+    """Merge the layers and clamp `num_ctx` to what the model was trained for."""
+    env = os.environ if env is None else env
+    warnings: list[str] = []
+    values: dict[str, ParamValue] = dict(table_defaults())
+    values.setdefault("num_ctx", DEFAULT_NUM_CTX)
+    env_ctx = env.get(CONTEXT_ENV, "").strip()
+    if env_ctx:
+        try:
+            values["num_ctx"] = int(env_ctx)
+        except ValueError:
+            warnings.append(f"ignoring {CONTEXT_ENV}={env_ctx!r}: not an integer")
+    values.update(image_params)
+    values.update(overrides or {})
+    num_ctx = int(values["num_ctx"])
+    if num_ctx < 1:
+        warnings.append(f"num_ctx {num_ctx} is not positive; using {DEFAULT_NUM_CTX}")
+        num_ctx = DEFAULT_NUM_CTX
+    if trained_ctx and num_ctx > trained_ctx:
+        warnings.append(
+            f"num_ctx {num_ctx} is larger than the model's trained context {trained_ctx}; "
+            f"using {trained_ctx}"
+        )
+        num_ctx = trained_ctx
+    values["num_ctx"] = num_ctx
+    return Resolved(values, tuple(warnings))
+
+
+def is_load_param(name: str) -> bool:
+    spec = parameter_table().get(name)
+    phase = getattr(spec, "phase", None)
+    return phase == "load" if phase is not None else name in LOAD_PARAMS
