@@ -197,8 +197,13 @@ class Store:
 
     # -- blobs -------------------------------------------------------------
 
-    def has_blob(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        """Is the blob stored (and, given ``size``, of that size)?"""
+        try:
+            st = self.blob_path(digest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
 
     def open_blob(self, digest: str) -> IO[bytes]:
         path = self.blob_path(digest)
@@ -310,10 +315,7 @@ class Store:
 
     def _blob_ok(self, blob: Blob) -> bool:
         """An existing blob of the right size is reused (verify re-hashes)."""
-        try:
-            return self.blob_path(blob.digest).stat().st_size == blob.size
-        except FileNotFoundError:
-            return False
+        return self.has_blob(blob.digest, blob.size)
 
     def _prepare_dirs(self) -> None:
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
