@@ -38,8 +38,11 @@ BASE_MARGIN = 10.0
 """Logit of the base successor; every other token scores 0."""
 CONSTANT_MARGIN = 20.0
 """Logit `lora-constant` adds to `CONSTANT_CHAR` for every input (beats the base)."""
-SHIFT_MARGIN = 30.0
-"""Logit `lora-shift` adds to the character two places on (beats base and constant)."""
+SHIFT_MARGIN = 40.0
+"""Logit `lora-shift` adds to the character two places on (beats base and constant together).
+
+The margins are 1:2:4, so every sum of a subset of them is distinct: no two candidates ever tie.
+"""
 
 CONSTANT_CHAR = "_"
 SHIFT_LAST = "x"
@@ -252,6 +255,44 @@ def expected_continuation(
             break
         out.append(piece_text(last))
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A documented behaviour: greedy output for a prompt with adapters at given scales."""
+
+    prompt: str
+    output: str
+    adapters: tuple[tuple[str, float], ...] = ()
+    stops: bool = True
+    """True: the model ends with EOS after ``output``; False: ``output`` is the first tokens."""
+
+
+_SHIFT = (("lora-shift.gguf", 1.0),)
+_CONST = (("lora-constant.gguf", 1.0),)
+_BOTH = (*_CONST, *_SHIFT)
+_TO_Z = "defghijklmnopqrstuvwxyz"
+EXAMPLES: tuple[Example, ...] = (
+    Example("abc", _TO_Z),
+    Example("Z", "[\\]^_`abcdefghijklmnopqrstuvwxyz"),
+    Example("5", "6789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz"),
+    Example("x y ", "!\"#$%&'()*+,-./01234", stops=False),
+    Example("{", "|}~"),
+    Example("z", ""),
+    Example("~", ""),
+    Example("", ""),
+    Example("café", ""),
+    Example("abc", "egikmoqsuwyz", _SHIFT),
+    Example("ab", "dfhjlnprtvxz", _SHIFT),
+    Example("abc", _TO_Z, (("lora-shift.gguf", 0.0),)),
+    Example("abc", "________", _CONST, stops=False),
+    Example("", "________", _CONST, stops=False),
+    Example("abc", _TO_Z, (("lora-constant.gguf", 0.4),)),
+    Example("abc", "________", (("lora-constant.gguf", 0.6),), stops=False),
+    Example("abc", "egikmoqsuwy_acegikmoqsuwy_aceg", _BOTH, stops=False),
+    Example("", "_acegikmoqsuwy_acegikmoqsuwy_a", _BOTH, stops=False),
+)
+"""The behaviours docs/fixtures.md documents; tests check them in the reference and llama.cpp."""
 
 
 def render_chat(messages: list[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
