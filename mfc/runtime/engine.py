@@ -264,14 +264,13 @@ class Engine:
     def _tokenize(self, text: str) -> list[int]:
         llm = self._llm
         model = llm._model
-        tokens: list[int] = model.tokenize(
-            text.encode("utf-8"), add_bos=model.add_bos_token(), special=True
-        )
         bos = model.token_bos()
-        # A template that writes `{{ bos_token }}` plus the tokenizer's own BOS
-        # would give two; llama.cpp's server drops the duplicate the same way.
-        if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
-            tokens = tokens[1:]
+        # A template that writes `{{ bos_token }}` already has it: adding the
+        # tokenizer's own would give two (and a llama.cpp warning).
+        add_bos = model.add_bos_token() and not (
+            bos >= 0 and text.startswith(model.token_get_text(bos))
+        )
+        tokens: list[int] = model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
         return tokens
 
     def _cached_prefix(self, tokens: Sequence[int]) -> int:

@@ -123,34 +123,23 @@ def image_from_gguf(
     )
 
 
-def model_not_found(name: str, searched: str) -> DiagnosticError:
-    return DiagnosticError(
-        [
-            Diagnostic(
-                code="MF301",
-                severity=Severity.ERROR,
-                message=f"model `{name}` not found",
-                span=None,
-                hint=(
-                    f"searched {searched}; build one with `mfc build -t {name} DIR` "
-                    "(or `mfc create {name} -f Modelfile`), or load a saved image with "
-                    "`mfc load FILE`; `mfc list` shows what is there"
-                ).replace("{name}", name),
-            )
-        ]
-    )
+def _error(code: str, message: str, hint: str | None = None) -> DiagnosticError:
+    return DiagnosticError([Diagnostic(code, Severity.ERROR, message, None, hint=hint)])
 
 
 def load_image(name: str, store: Any = None) -> ModelImage:
     """Resolve `name` in the store (`MFC_MODELS`) into a ModelImage."""
     from mfc.store import media_types as mt
-    from mfc.store.store import ModelNotFoundError, Store, read_config
+    from mfc.store.names import InvalidNameError
+    from mfc.store.store import ModelNotFoundError, Store, adapter_scales, read_config
 
     store = store if store is not None else Store.from_env()
     try:
         manifest = store.read_manifest(name)
-    except ModelNotFoundError:
-        raise model_not_found(name, _searched(store, name)) from None
+    except InvalidNameError as exc:
+        raise _error("MF301", f"`{name}` is not a valid model name", str(exc)) from None
+    except ModelNotFoundError as exc:
+        raise _error("MF301", f"model `{name}` not found", str(exc)) from None
 
     def text(layer: Any) -> str:
         return Path(store.blob_path(layer.digest)).read_text(encoding="utf-8")
@@ -160,25 +149,15 @@ def load_image(name: str, store: Any = None) -> ModelImage:
 
     model_layer = manifest.layer(mt.MODEL)
     if model_layer is None:
-        raise DiagnosticError(
-            [
-                Diagnostic(
-                    "MF302",
-                    Severity.ERROR,
-                    f"model `{name}` has no model weights layer",
-                    None,
-                    hint="rebuild it from a Modelfile whose FROM names a GGUF file or model",
-                )
-            ]
+        raise _error(
+            "MF302",
+            f"model `{name}` has no model weights layer",
+            "rebuild it from a Modelfile whose FROM names a GGUF file or model",
         )
-    config = read_config(store, manifest) or {}
-    scales = {
-        a.get("digest"): float(a.get("scale", 1.0))
-        for a in (config.get("mfc", {}) or {}).get("adapters", []) or []
-    }
+    config = read_config(store, manifest)
     adapters = tuple(
-        Adapter(Path(store.blob_path(a.digest)), scales.get(a.digest, 1.0), a.digest)
-        for a in manifest.layers_of(mt.ADAPTER)
+        Adapter(Path(store.blob_path(digest)), scale, digest)
+        for digest, scale in adapter_scales(config, manifest)
     )
     params: dict[str, ParamValue] = {}
     for layer in manifest.layers_of(mt.PARAMS):
@@ -205,8 +184,3 @@ def load_image(name: str, store: Any = None) -> ModelImage:
         digest=manifest.digest,
         config=config,
     )
-
-
-def _searched(store: Any, name: str) -> str:
-    root = getattr(store, "root", None)
-    return f"the store at `{root}` (set by MFC_MODELS)" if root else "the model store"

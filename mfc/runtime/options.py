@@ -114,23 +114,29 @@ def resolve(
     warnings: list[str] = []
     values: dict[str, ParamValue] = dict(table_defaults())
     values.setdefault("num_ctx", DEFAULT_NUM_CTX)
+    source = "default"
     env_ctx = env.get(CONTEXT_ENV, "").strip()
     if env_ctx:
         try:
             values["num_ctx"] = int(env_ctx)
+            source = CONTEXT_ENV
         except ValueError:
             warnings.append(f"ignoring {CONTEXT_ENV}={env_ctx!r}: not an integer")
     values.update(image_params)
     values.update(overrides or {})
+    if "num_ctx" in (overrides or {}) or "num_ctx" in image_params:
+        source = "num_ctx"
     num_ctx = int(values["num_ctx"])
     if num_ctx < 1:
         warnings.append(f"num_ctx {num_ctx} is not positive; using {DEFAULT_NUM_CTX}")
         num_ctx = DEFAULT_NUM_CTX
     if trained_ctx and num_ctx > trained_ctx:
-        warnings.append(
-            f"num_ctx {num_ctx} is larger than the model's trained context {trained_ctx}; "
-            f"using {trained_ctx}"
-        )
+        # The default quietly fits the model; a value someone chose is reported.
+        if source != "default":
+            warnings.append(
+                f"{source} {num_ctx} is larger than the model's trained context "
+                f"{trained_ctx}; using {trained_ctx}"
+            )
         num_ctx = trained_ctx
     values["num_ctx"] = num_ctx
     return Resolved(values, tuple(warnings))

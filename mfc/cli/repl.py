@@ -1,0 +1,365 @@
+"""The interactive chat of `mfc run NAME` on a terminal (Ollama's `ollama run` REPL).
+
+Terminal handling only: every decision about prompts, parameters and models
+is made by `mfc.runtime.session.Session`. Ctrl-C while the model answers stops
+that answer (the worker thread sees a flag between tokens); Ctrl-C at the
+prompt is ignored with a hint; Ctrl-D or `/bye` leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.runtime.model import ModelImage
+from mfc.runtime.session import Session
+from mfc.runtime.stats import format_stats
+
+HELP = """Available Commands:
+  /set            Set session variables
+  /show           Show model information
+  /load <model>   Load a session or model
+  /save <model>   Save your current session
+  /clear          Clear session context
+  /bye            Exit
+  /?, /help       Help for a command
+  /? shortcuts    Help for keyboard shortcuts
+
+Use \"\"\" to begin a multi-line message.
+"""
+
+HELP_SET = """Available Commands:
+  /set parameter ...     Set a parameter
+  /set system <string>   Set system message
+  /set template <string> Set prompt template
+  /set history           Enable history
+  /set nohistory         Disable history
+  /set wordwrap          Enable wordwrap
+  /set nowordwrap        Disable wordwrap
+  /set format json       Enable JSON mode
+  /set noformat          Disable formatting
+  /set verbose           Show LLM stats
+  /set quiet             Disable LLM stats
+"""
+
+HELP_SHOW = """Available Commands:
+  /show info         Show details for this model
+  /show license      Show model license
+  /show modelfile    Show Modelfile for this model
+  /show parameters   Show parameters for this model
+  /show system       Show system message
+  /show template     Show prompt template
+"""
+
+HELP_SHORTCUTS = """Available keyboard shortcuts:
+  Ctrl + c            Stop the model from responding
+  Ctrl + d            Exit (/bye)
+  Ctrl + l            Clear the screen (with readline)
+  \"\"\"                 Begin and end a multi-line message
+"""
+
+
+class WordWrap:
+    """Wraps streamed text at word boundaries to the terminal width (Ollama's default)."""
+
+    def __init__(self, out: TextIO, width: int | None):
+        self.out = out
+        self.width = width
+        self.column = 0
+        self.word = ""
+
+    def write(self, text: str) -> None:
+        if not self.width:
+            self.out.write(text)
+            self.out.flush()
+            return
+        for ch in text:
+            if ch == "\n":
+                self._flush_word()
+                self.out.write("\n")
+                self.column = 0
+            elif ch == " ":
+                self._flush_word()
+                if self.column < self.width:
+                    self.out.write(" ")
+                    self.column += 1
+            else:
+                self.word += ch
+                if len(self.word) >= self.width:  # a word longer than a line: hard break
+                    self._flush_word()
+        self.out.flush()
+
+    def _flush_word(self) -> None:
+        if not self.word:
+            return
+        if self.column and self.column + len(self.word) > self.width:  # type: ignore[operator]
+            self.out.write("\n")
+            self.column = 0
+        self.out.write(self.word)
+        self.column += len(self.word)
+        self.word = ""
+
+    def finish(self) -> None:
+        self._flush_word()
+        self.out.flush()
+        self.column = 0
+
+
+class Repl:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        load_image: Callable[[str], ModelImage],
+        verbose: bool = False,
+        wordwrap: bool = True,
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+        read: Callable[[str], str] = input,
+    ):
+        self.session = session
+        self.load_image = load_image
+        self.verbose = verbose
+        self.wordwrap = wordwrap
+        self.out = out
+        self.err = err
+        self.read = read
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(f"warning: {text}", file=self.err, flush=True)
+
+    def error(self, exc: DiagnosticError) -> None:
+        for d in exc.diagnostics:
+            self.say(f"error[{d.code}]: {d.message}")
+            if d.hint:
+                self.say(f"help: {d.hint}")
+
+    # -- input -----------------------------------------------------------------
+
+    def read_message(self) -> str | None:
+        """One user input, joining `\"\"\"` multi-line blocks; None on Ctrl-D."""
+        try:
+            line = self.read(">>> ")
+        except EOFError:
+            return None
+        start = line.find('"""')
+        if start < 0:
+            return line
+        head, rest = line[:start], line[start + 3 :]
+        end = rest.find('"""')
+        if end >= 0:  # opened and closed on one line, e.g. /set system """x"""
+            return head + rest[:end]
+        lines = [rest] if rest else []
+        while True:
+            try:
+                more = self.read("... ")
+            except EOFError:
+                return None
+            end = more.find('"""')
+            if end >= 0:
+                lines.append(more[:end])
+                return head + "\n".join(lines)
+            lines.append(more)
+
+    # -- loop ------------------------------------------------------------------
+
+    def run(self) -> int:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
+        while True:
+            try:
+                text = self.read_message()
+            except KeyboardInterrupt:
+                self.say("\nUse Ctrl + d or /bye to exit.")
+                continue
+            if text is None:
+                self.say("")
+                return 0
+            if not text.strip():
+                continue
+            try:
+                if text.startswith("/"):
+                    if self.command(text) == "bye":
+                        return 0
+                else:
+                    self.answer(text)
+            except DiagnosticError as exc:
+                self.error(exc)
+            except KeyboardInterrupt:
+                self.say("")
+
+    def answer(self, text: str) -> None:
+        turn = self.session.ask(text)
+        width = shutil.get_terminal_size((80, 24)).columns - 5 if self.wordwrap else None
+        printer = WordWrap(self.out, width)
+        try:
+            for chunk in turn:
+                printer.write(chunk)
+        except KeyboardInterrupt:
+            turn.cancel()
+        printer.finish()
+        self.say("\n")
+        for warning in turn.warnings:
+            self.warn(warning)
+        if self.verbose and turn.stats is not None:
+            print(format_stats(turn.stats), file=self.err, flush=True)
+
+    # -- commands ----------------------------------------------------------------
+
+    def command(self, line: str) -> str | None:
+        words = line.split()
+        cmd, args = words[0], words[1:]
+        if cmd in ("/bye", "/exit"):
+            return "bye"
+        if cmd in ("/?", "/help"):
+            topic = args[0] if args else ""
+            self.say(
+                {"set": HELP_SET, "show": HELP_SHOW, "shortcuts": HELP_SHORTCUTS}.get(topic, HELP)
+            )
+        elif cmd == "/clear":
+            self.session.clear()
+            self.say("Cleared session context")
+        elif cmd == "/set":
+            self.set(line, args)
+        elif cmd == "/show":
+            self.show(args[0] if args else "")
+        elif cmd == "/load":
+            if len(args) != 1:
+                self.say("Usage:\n  /load <modelname>")
+                return None
+            image = self.load_image(args[0])
+            self.say(f"Loading model '{args[0]}'")
+            self.session.load(image)
+        elif cmd == "/save":
+            if len(args) != 1:
+                self.say("Usage:\n  /save <modelname>")
+                return None
+            self.session.save(args[0])
+            self.say(f"Created new model '{args[0]}'")
+        else:
+            self.say(f"Unknown command '{cmd}'. Type /? for help")
+        return None
+
+    def set(self, line: str, args: list[str]) -> None:
+        if not args:
+            self.say(HELP_SET)
+            return
+        what = args[0]
+        if what == "parameter":
+            if len(args) < 3:
+                self.say("Usage: /set parameter <name> <value>")
+                return
+            name = args[1]
+            value = self.session.set_parameter(name, args[2:])
+            shown = ", ".join(value) if isinstance(value, tuple) else value
+            self.say(f"Set parameter '{name}' to '{shown}'")
+        elif what in ("system", "template"):
+            text = line.split(what, 1)[1].strip()
+            if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+                text = text[1:-1]
+            if what == "system":
+                self.session.system = text
+                self.say("Set system message.")
+            else:
+                self.session.template = text
+                self.say("Set prompt template.")
+        elif what == "verbose":
+            self.verbose = True
+            self.say("Set 'verbose' mode.")
+        elif what == "quiet":
+            self.verbose = False
+            self.say("Set 'quiet' mode.")
+        elif what == "format":
+            if args[1:] != ["json"]:
+                self.say("Invalid or missing format. For 'json' mode use '/set format json'")
+                return
+            self.session.format = "json"
+            self.say("Set format to 'json' mode.")
+        elif what == "noformat":
+            self.session.format = None
+            self.say("Disabled format.")
+        elif what in ("wordwrap", "nowordwrap"):
+            self.wordwrap = what == "wordwrap"
+            self.say("Set 'wordwrap' mode." if self.wordwrap else "Set 'nowordwrap' mode.")
+        elif what in ("history", "nohistory"):
+            self.say(f"Set '{what}' mode.")
+        else:
+            self.say(f"Unknown command '/set {what}'. Type /? for help")
+
+    def show(self, what: str) -> None:
+        s = self.session
+        image = s.image
+        if what == "info":
+            g = image.gguf
+            rows = [
+                ("architecture", g.architecture or "unknown"),
+                ("parameters", _count(g.parameter_count)),
+                ("context length", g.context_length or "unknown"),
+                ("embedding length", g.embedding_length or "unknown"),
+                ("num_ctx (effective)", s.resolved().values["num_ctx"]),
+            ]
+            self.say("  Model")
+            for k, v in rows:
+                self.say(f"    {k:<22}{v}")
+            if image.adapters:
+                self.say("\n  Adapters")
+                for a in image.adapters:
+                    self.say(f"    {a.digest or a.path}  scale {a.scale:g}")
+            params = {**image.params, **s.overrides}
+            if params:
+                self.say("\n  Parameters")
+                for k in sorted(params):
+                    self.say(f"    {k:<22}{_show_value(params[k])}")
+            system = s.effective_system()
+            if system:
+                self.say("\n  System")
+                self.say(f"    {system}")
+            if image.licenses:
+                self.say("\n  License")
+                self.say("    " + image.licenses[0].splitlines()[0])
+            self.say("")
+        elif what == "license":
+            self.say("\n\n".join(image.licenses) if image.licenses else "No license was specified")
+        elif what == "modelfile":
+            self.say(s.modelfile())
+        elif what == "parameters":
+            if not image.params and not s.overrides:
+                self.say("No parameters were specified for this model.")
+            if image.params:
+                self.say("Model defined parameters:")
+                for k in sorted(image.params):
+                    self.say(f"{k:<30}{_show_value(image.params[k])}")
+            if s.overrides:
+                self.say("User defined parameters:")
+                for k in sorted(s.overrides):
+                    self.say(f"{k:<30}{_show_value(s.overrides[k])}")
+        elif what == "system":
+            system = s.effective_system()
+            self.say(system if system else "No system message was specified for this model.")
+        elif what == "template":
+            t = s.prompt_template()
+            self.say(t.text if t.text is not None else "No prompt template was specified.")
+        else:
+            self.say(HELP_SHOW)
+
+
+def _show_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return " ".join(f'"{v}"' for v in value)
+    return str(value)
+
+
+def _count(n: int | None) -> str:
+    if not n:
+        return "unknown"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)

@@ -1,0 +1,152 @@
+"""`mfc run` and `mfc template render`: wiring only (logic lives in mfc.runtime)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from mfc.modelfile.diagnostics import DiagnosticError
+
+
+def _image(name: str):  # -> ModelImage
+    """A model from the store; an existing `*.gguf` path runs as a bare model."""
+    from mfc.runtime.model import image_from_gguf, load_image
+
+    path = Path(name)
+    if name.endswith(".gguf") and path.is_file():
+        return image_from_gguf(path)
+    return load_image(name)
+
+
+def _fail(exc: DiagnosticError) -> None:
+    for d in exc.diagnostics:
+        click.echo(f"{d.severity.value}[{d.code}]: {d.message}", err=True)
+        if d.hint:
+            click.echo(f"help: {d.hint}", err=True)
+    sys.exit(1)
+
+
+def _template_error(exc: Exception) -> None:
+    click.echo(f"error[MF310]: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.command()
+@click.argument("name")
+@click.argument("prompt", nargs=-1)
+@click.option("--verbose", is_flag=True, help="Print timings and token rates after each answer.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json"]), help="Constrain the answer to JSON (grammar)."
+)
+@click.option("--nowordwrap", is_flag=True, help="Do not wrap long lines at word boundaries.")
+@click.option(
+    "--keepalive",
+    metavar="DURATION",
+    help="Accepted for `ollama run` compatibility; no effect (mfc runs in-process).",
+)
+def run(
+    name: str,
+    prompt: tuple[str, ...],
+    verbose: bool,
+    fmt: str | None,
+    nowordwrap: bool,
+    keepalive: str | None,
+) -> None:
+    """Run NAME: answer PROMPT (or piped stdin) and exit, or chat on a terminal.
+
+    \b
+    mfc run counter "abc"            one answer, streamed to stdout
+    echo abc | mfc run counter       the same, prompt from stdin
+    mfc run counter                  interactive chat (/? for help)
+    """
+    from mfc.runtime.session import Session
+    from mfc.runtime.stats import format_stats
+
+    parts = list(prompt)
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read().rstrip("\n")  # `echo abc |` means the prompt `abc`
+        if piped:
+            parts.insert(0, piped)
+    try:
+        session = Session(_image(name), format=fmt)
+        if not parts:
+            from mfc.cli.repl import Repl
+
+            repl = Repl(session, load_image=_image, verbose=verbose, wordwrap=not nowordwrap)
+            raise SystemExit(repl.run())
+        from mfc.cli.repl import WordWrap
+
+        wrap = not nowordwrap and sys.stdout.isatty()
+        width = os.get_terminal_size().columns - 5 if wrap else None
+        printer = WordWrap(sys.stdout, width)
+        turn = session.ask(" ".join(parts))
+        try:
+            for chunk in turn:
+                printer.write(chunk)
+        except KeyboardInterrupt:
+            turn.cancel()
+        printer.finish()
+        click.echo("")
+        for warning in turn.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if verbose and turn.stats is not None:
+            click.echo(format_stats(turn.stats), err=True)
+    except DiagnosticError as exc:
+        _fail(exc)
+    except _template_errors() as exc:
+        _template_error(exc)
+    finally:
+        if "session" in locals():
+            session.close()
+
+
+def _template_errors() -> tuple[type[Exception], ...]:
+    try:
+        from mfc.template import TemplateRenderError
+    except ImportError:  # pragma: no cover - template package not there yet
+        return ()
+    return (TemplateRenderError,)
+
+
+@click.group()
+def template() -> None:
+    """Inspect prompt templates."""
+
+
+@template.command("render")
+@click.argument("name")
+@click.option("--system", "system", help="System message (replaces the model's SYSTEM).")
+@click.option(
+    "--message",
+    "messages",
+    multiple=True,
+    metavar="ROLE:TEXT",
+    help="An earlier turn, e.g. user:hi or assistant:hello (repeatable).",
+)
+@click.option("--prompt", help="The new user message (omit to render the history only).")
+def render(name: str, system: str | None, messages: tuple[str, ...], prompt: str | None) -> None:
+    """Print the exact prompt text NAME's model would see."""
+    from mfc.runtime.model import ChatMessage
+    from mfc.runtime.session import Session
+
+    history = []
+    for item in messages:
+        role, sep, text = item.partition(":")
+        if not sep or role not in ("system", "user", "assistant", "tool"):
+            raise click.BadParameter(
+                f"{item!r}: expected ROLE:TEXT with ROLE system, user, assistant or tool",
+                param_hint="--message",
+            )
+        history.append(ChatMessage(role, text))
+    try:
+        session = Session(_image(name))
+        session.system = system
+        session.history = history
+        click.echo(session.render(prompt), nl=False)
+    except DiagnosticError as exc:
+        _fail(exc)
+    except _template_errors() as exc:
+        _template_error(exc)
