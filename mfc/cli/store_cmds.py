@@ -1,0 +1,306 @@
+"""Store commands: list, show, rm, cp, gc, verify, save, load.
+
+Daemonless: each works on the store directory (``$MFC_MODELS``) directly.
+Wiring only; the logic lives in ``mfc.store``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mfc.store import InvalidNameError, Store, StoreError
+
+
+def _store() -> Store:
+    return Store.from_env()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn store errors into `error: …` on stderr and exit status 1."""
+    try:
+        yield
+    except (StoreError, InvalidNameError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def human_bytes(n: int) -> str:
+    """Ollama's decimal units: `574 KB`, `4.7 GB`."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= scale:
+            value = n / scale
+            if value >= 10 or value == int(value):
+                return f"{int(value)} {unit}"
+            return f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+_AGO = (
+    (60, 1, "second"),
+    (3600, 60, "minute"),
+    (86400, 3600, "hour"),
+    (7 * 86400, 86400, "day"),
+    (30 * 86400, 7 * 86400, "week"),
+    (365 * 86400, 30 * 86400, "month"),
+)
+
+
+def human_ago(seconds: float) -> str:
+    """`Less than a second ago`, `About a minute ago`, `3 weeks ago` (as Ollama prints)."""
+    s = max(0, int(seconds))
+    if s < 1:
+        return "Less than a second ago"
+    unit, name = next(((u, n) for limit, u, n in _AGO if s < limit), (365 * 86400, "year"))
+    count = s // unit
+    if count == 1:
+        return f"About {'an' if name == 'hour' else 'a'} {name} ago"
+    return f"{count} {name}s ago"
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_(as_json: bool) -> None:
+    """List models in the store (NAME, ID, SIZE, MODIFIED)."""
+    with _errors():
+        entries = _store().list_models()
+    if as_json:
+        rows = [
+            {
+                "name": e.name.display,
+                "model": str(e.name),
+                "id": e.digest,
+                "size": e.size,
+                "modified": _iso(e.modified),
+            }
+            for e in entries
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, padding=(0, 4, 0, 0), header_style=None)
+    for column in ("NAME", "ID", "SIZE", "MODIFIED"):
+        table.add_column(column, no_wrap=True)
+    now = time.time()
+    for e in entries:
+        hex_id = e.digest.split(":", 1)[1][:12]
+        table.add_row(e.name.display, hex_id, human_bytes(e.size), human_ago(now - e.modified))
+    console = Console()
+    if console.is_terminal:
+        console.print(table)
+        return
+    # Piped: no width limit, no styling, no padding after the last column.
+    plain = Console(width=10_000, color_system=None, file=sys.stdout)
+    with plain.capture() as capture:
+        plain.print(table)
+    for line in capture.get().splitlines():
+        click.echo(line.rstrip())
+
+
+@click.command()
+@click.argument("name")
+@click.option("--modelfile", "what", flag_value="modelfile", help="A Modelfile that rebuilds it.")
+@click.option("--parameters", "what", flag_value="parameters", help="Only the parameters.")
+@click.option("--template", "what", flag_value="template", help="Only the template.")
+@click.option("--system", "what", flag_value="system", help="Only the system prompt.")
+@click.option("--license", "what", flag_value="license", help="Only the license(s).")
+@click.option("--json", "what", flag_value="json", help="Everything, as JSON.")
+def show(name: str, what: str | None) -> None:
+    """Show a model's details."""
+    from mfc.store.describe import describe, format_number, quote, render_modelfile
+
+    store = _store()
+    with _errors():
+        d = describe(store, name)
+        if what == "modelfile":
+            click.echo(render_modelfile(store, d), nl=False)
+            return
+    if what == "json":
+        click.echo(json.dumps(d.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
+    elif what == "template":
+        click.echo(d.template or "", nl=not (d.template or "").endswith("\n"))
+    elif what == "system":
+        click.echo(d.system or "")
+    elif what == "license":
+        click.echo("\n\n".join(d.licenses))
+    elif what == "parameters":
+        click.echo(_param_block(d.params, format_number, quote, indent=""), nl=False)
+    else:
+        click.echo(_details(d, format_number, quote), nl=False)
+
+
+def _param_block(
+    params: dict[str, Any],
+    fmt: Callable[[Any], str],
+    quote: Callable[[str], str],
+    indent: str,
+) -> str:
+    rows = []
+    for key in sorted(params):
+        values = params[key] if isinstance(params[key], list) else [params[key]]
+        for v in values:
+            text = fmt(v) if isinstance(v, (int, float)) else json.dumps(str(v))
+            rows.append((key, text))
+    width = max((len(k) for k, _ in rows), default=0)
+    return "".join(f"{indent}{k.ljust(width)}    {v}\n" for k, v in rows)
+
+
+def _section(title: str, rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    body = "".join(f"    {k.ljust(width)}    {v}\n" for k, v in rows)
+    return f"  {title}\n{body}\n"
+
+
+def _details(d: Any, fmt: Callable[[Any], str], quote: Callable[[str], str]) -> str:
+    def show_value(v: Any) -> str:
+        return "-" if v is None else str(v)
+
+    out = _section(
+        "Model",
+        [
+            ("architecture", show_value(d.architecture)),
+            ("parameters", show_value(d.parameters)),
+            ("context length", show_value(d.context_length)),
+            ("embedding length", show_value(d.embedding_length)),
+            ("quantization", show_value(d.quantization)),
+        ],
+    )
+    if d.adapters:
+        rows = [(a.digest.split(":", 1)[1][:12], f"scale {fmt(a.scale)}") for a in d.adapters]
+        out += _section("Adapters", rows)
+    if d.params:
+        out += "  Parameters\n" + _param_block(d.params, fmt, quote, indent="    ") + "\n"
+    if d.system:
+        out += "  System\n" + _excerpt(d.system) + "\n"
+    for text in d.licenses:
+        out += "  License\n" + _excerpt(text) + "\n"
+    return out
+
+
+def _excerpt(text: str, lines: int = 2) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][:lines]
+    more = "    ...\n" if len(text.strip().splitlines()) > lines else ""
+    return "".join(f"    {line.strip()}\n" for line in kept) + more
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+def rm(names: tuple[str, ...]) -> None:
+    """Remove models, then the blobs no model uses any more."""
+    from mfc.store import StoreBusyError
+
+    store = _store()
+    failed = False
+    for name in names:
+        try:
+            removed = store.remove(name)
+        except (StoreError, InvalidNameError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        click.echo(f"deleted '{removed.display}'")
+    try:
+        freed = store.gc()
+    except StoreBusyError:
+        freed = []  # a build is running; `mfc gc` later frees the space
+    except StoreError as exc:
+        click.echo(f"warning: blobs not pruned: {exc}", err=True)
+        freed = []
+    if freed:
+        click.echo(f"freed {human_bytes(sum(i.size for i in freed))}")
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("source")
+@click.argument("destination")
+def cp(source: str, destination: str) -> None:
+    """Copy a model to a new name (same blobs, same ID)."""
+    from mfc.store import parse_name
+
+    with _errors():
+        store = _store()
+        src = store.resolve(source)
+        store.copy(src, destination)
+        click.echo(f"copied '{src.display}' to '{parse_name(destination).display}'")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def gc(dry_run: bool) -> None:
+    """Remove blobs no model references, and leftover temp files."""
+    with _errors():
+        items = _store().gc(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for item in items:
+        click.echo(f"{verb} {item.digest or 'temp file'}  {human_bytes(item.size)}  {item.path}")
+    blobs = sum(1 for i in items if i.digest)
+    temps = len(items) - blobs
+    total = human_bytes(sum(i.size for i in items))
+    click.echo(f"{verb} {blobs} blob(s) and {temps} temp file(s), {total}")
+
+
+@click.command()
+@click.argument("name", required=False)
+def verify(name: str | None) -> None:
+    """Re-hash blobs (of one model, or the whole store) and report corruption."""
+    with _errors():
+        problems = _store().verify(name)
+    for p in problems:
+        click.echo(f"{p.kind}: {p.message}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo("ok: every blob matches its digest")
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write a tarball.")
+@click.option(
+    "--oci-layout", "layout_dir", type=click.Path(path_type=Path), help="Write a layout directory."
+)
+def save(names: tuple[str, ...], output: Path | None, layout_dir: Path | None) -> None:
+    """Save models as an OCI image layout (tarball or directory)."""
+    from mfc.store import oci_layout
+
+    if output is None and layout_dir is None:
+        raise click.UsageError("give -o FILE.tar or --oci-layout DIR")
+    with _errors():
+        entries = oci_layout.save(_store(), names, tar_path=output, layout_dir=layout_dir)
+    for e in entries:
+        click.echo(f"saved {e.name.display} {e.manifest.digest}")
+
+
+@click.command()
+@click.option(
+    "-i",
+    "--input",
+    "source",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="An OCI layout tarball (or directory).",
+)
+def load(source: Path) -> None:
+    """Load models from an OCI image layout, verifying every digest."""
+    from mfc.store import oci_layout
+
+    with _errors():
+        entries = oci_layout.load(_store(), source)
+    for e in entries:
+        click.echo(f"loaded {e.name.display} {e.manifest.digest}")

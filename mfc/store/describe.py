@@ -1,0 +1,231 @@
+"""What `mfc show` tells about a model, and the Modelfile that rebuilds it.
+
+Facts come from the config blob (what mfc or Ollama recorded at build time);
+for models whose config lacks them (older Ollama builds), from the model
+GGUF's header, read with ``gguf`` (memory-mapped, no tensor data touched).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mfc.store import media_types as mt
+from mfc.store.manifest import Manifest
+from mfc.store.names import ModelName
+from mfc.store.store import Store, StoreError, adapter_scales, read_config
+
+# Config keys Ollama (and the builder) use for REQUIRES / RENDERER / PARSER.
+_EXTRA_INSTRUCTIONS = (("requires", "REQUIRES"), ("renderer", "RENDERER"), ("parser", "PARSER"))
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    digest: str
+    size: int
+    scale: float
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    name: ModelName
+    manifest: Manifest
+    config: dict[str, Any]
+    architecture: str | None
+    parameters: str | None  # e.g. "8.0B"
+    context_length: int | None
+    embedding_length: int | None
+    quantization: str | None  # e.g. "Q4_K_M"
+    adapters: tuple[AdapterInfo, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None
+    system: str | None = None
+    licenses: tuple[str, ...] = ()
+    messages: tuple[dict[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name.display,
+            "id": self.manifest.digest,
+            "size": self.manifest.size,
+            "details": {
+                "architecture": self.architecture,
+                "parameters": self.parameters,
+                "context_length": self.context_length,
+                "embedding_length": self.embedding_length,
+                "quantization": self.quantization,
+            },
+            "adapters": [
+                {"digest": a.digest, "size": a.size, "scale": a.scale} for a in self.adapters
+            ],
+            "parameters": self.params,
+            "template": self.template,
+            "system": self.system,
+            "license": list(self.licenses),
+            "messages": list(self.messages),
+            "manifest": self.manifest.to_json(),
+            "config": self.config,
+        }
+
+
+def _text(store: Store, digest: str) -> str:
+    return store.read_blob(digest).decode("utf-8")
+
+
+def _json_layer(store: Store, digest: str, kind: type) -> Any:
+    try:
+        value = json.loads(store.read_blob(digest))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"layer {digest} is not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise StoreError(f"layer {digest} is not a JSON {kind.__name__}")
+    return value
+
+
+def _gguf_facts(store: Store, manifest: Manifest) -> dict[str, Any]:
+    """Header facts from the model GGUF, for configs that do not record them."""
+    model = manifest.layer(mt.MODEL)
+    if model is None:
+        return {}
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(store.blob_path(model.digest)))
+    except Exception:  # not a GGUF we can read: show what the config has
+        return {}
+
+    def get(key: str) -> Any:
+        f = reader.get_field(key)
+        return f.contents() if f is not None else None
+
+    arch = get("general.architecture")
+    return {
+        "model_family": arch,
+        "context_length": get(f"{arch}.context_length") if arch else None,
+        "embedding_length": get(f"{arch}.embedding_length") if arch else None,
+    }
+
+
+def describe(store: Store, name: ModelName | str) -> ModelDetails:
+    resolved = store.resolve(name)
+    manifest = store.read_manifest(resolved)
+    config = read_config(store, manifest)
+    facts = dict(config)
+    if any(facts.get(k) is None for k in ("model_family", "context_length", "embedding_length")):
+        for key, value in _gguf_facts(store, manifest).items():
+            if facts.get(key) is None:
+                facts[key] = value
+    scales = dict(adapter_scales(config, manifest))
+    adapters = tuple(
+        AdapterInfo(d.digest, d.size, scales.get(d.digest, 1.0))
+        for d in manifest.layers_of(mt.ADAPTER)
+    )
+    params_layer = manifest.layer(mt.PARAMS)
+    template = manifest.layer(mt.TEMPLATE)
+    system = manifest.layer(mt.SYSTEM)
+    messages_layer = manifest.layer(mt.MESSAGES)
+    return ModelDetails(
+        name=resolved,
+        manifest=manifest,
+        config=config,
+        architecture=facts.get("model_family") or None,
+        parameters=facts.get("model_type") or None,
+        context_length=facts.get("context_length"),
+        embedding_length=facts.get("embedding_length"),
+        quantization=facts.get("file_type") or None,
+        adapters=adapters,
+        params=_json_layer(store, params_layer.digest, dict) if params_layer else {},
+        template=_text(store, template.digest) if template else None,
+        system=_text(store, system.digest) if system else None,
+        licenses=tuple(_text(store, d.digest) for d in manifest.layers_of(mt.LICENSE)),
+        messages=tuple(_json_layer(store, messages_layer.digest, list) if messages_layer else ()),
+    )
+
+
+# -- Modelfile rendering ---------------------------------------------------------
+
+
+class UnrepresentableError(StoreError):
+    """A value the Modelfile syntax cannot quote (contains both `\"\"\"` and a bare `\"`)."""
+
+
+def quote(value: str) -> str:
+    """Ollama's quoting: bare when the line stands alone, else `"…"` or `\"\"\"…\"\"\"`.
+
+    Minimal on purpose; mfc.modelfile.format owns the canonical formatter.
+    """
+    needs = (
+        value == ""
+        or "\n" in value
+        or "\r" in value
+        or value != value.strip()
+        or value.startswith('"')
+        or value.startswith("#")
+    )
+    if not needs:
+        return value
+    if '"""' not in value and not value.endswith('"'):
+        return '"""' + value + '"""'
+    if '"' not in value:
+        return '"' + value + '"'
+    raise UnrepresentableError(f"cannot quote {value!r} in Modelfile syntax")
+
+
+def format_number(value: int | float) -> str:
+    """Numbers that parse back to the same value: ints in full, floats by repr."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        raise UnrepresentableError(f"cannot write {value!r} as a parameter")
+    return repr(float(value))
+
+
+def _param_lines(params: dict[str, Any]) -> list[str]:
+    lines = []
+    for key in sorted(params):
+        value = params[key]
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            text = format_number(v) if isinstance(v, (int, float)) else quote(str(v))
+            lines.append(f"PARAMETER {key} {text}")
+    return lines
+
+
+def render_modelfile(store: Store, details: ModelDetails) -> str:
+    """A Modelfile that, built again, gives the same model (same digest).
+
+    FROM names the model blob by path (its digest is in the file name); every
+    other layer's content is written out.
+    """
+    m = details.manifest
+    model = m.layer(mt.MODEL)
+    lines = [
+        f'# Modelfile generated by "mfc show" for {details.name.display} ({m.digest})',
+        f"# To build a new model based on this one, replace FROM with: FROM {details.name.display}",
+        "",
+    ]
+    if model is not None:
+        lines.append(f"FROM {store.blob_path(model.digest)}")
+    for layer in m.layers_of(mt.PROJECTOR):
+        lines.append(f"# projector {layer.digest} is not expressible in a Modelfile")
+    for a in details.adapters:
+        scale = "" if a.scale == 1.0 else f"--scale={format_number(a.scale)} "
+        lines.append(f"ADAPTER {scale}{store.blob_path(a.digest)}")
+    if details.template is not None:
+        lines.append(f"TEMPLATE {quote(details.template)}")
+    if details.system is not None:
+        lines.append(f"SYSTEM {quote(details.system)}")
+    lines.extend(_param_lines(details.params))
+    for message in details.messages:
+        lines.append(f"MESSAGE {message.get('role', '')} {quote(message.get('content', ''))}")
+    for text in details.licenses:
+        lines.append(f"LICENSE {quote(text)}")
+    for key, instruction in _EXTRA_INSTRUCTIONS:
+        value = details.config.get(key)
+        if isinstance(value, str) and value:
+            lines.append(f"{instruction} {quote(value)}")
+    return "\n".join(lines) + "\n"
