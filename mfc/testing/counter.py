@@ -108,10 +108,10 @@ def tokenize(text: str) -> list[int]:
     """Tokenize as llama.cpp does for this vocabulary (no BOS, no space prefix).
 
     No two pieces merge, so each printable character is one token and anything else falls back
-    to its UTF-8 byte tokens.
+    to its UTF-8 byte tokens. A literal "▁" is a space, as in SentencePiece.
     """
     ids: list[int] = []
-    for c in text:
+    for c in text.replace(SPACE_PIECE, " "):
         if c in PRINTABLE:
             ids.append(char_token(c))
         else:
@@ -233,10 +233,15 @@ def reference_logits(token: int, adapters: Mapping[str, float] | None = None) ->
     """Next-token logits after ``token``, computed as llama.cpp does for these weights."""
     x = token_embd()[token].astype(np.float64)
     h = x / np.sqrt(np.mean(x * x) + RMS_EPS)
+    return _output_with(tuple(sorted((adapters or {}).items()))) @ h
+
+
+@cache
+def _output_with(adapters: tuple[tuple[str, float], ...]) -> np.ndarray:
     w = output_weight().astype(np.float64)
-    for name, scale in (adapters or {}).items():
+    for name, scale in adapters:
         w = w + scale * ADAPTERS[name]().delta()
-    return w @ h
+    return w
 
 
 def expected_continuation(
