@@ -296,7 +296,7 @@ class Engine:
         llm = self._llm
         model = llm._model
         start = time.perf_counter_ns()
-        n_ctx = llm.n_ctx()
+        n_ctx = min(llm.n_ctx(), self.load_options.n_ctx)  # input_ids has the requested size
         if len(tokens) >= n_ctx:
             raise PromptTooLongError(len(tokens), n_ctx)
         prompt_eval_count = len(tokens) - self._cached_prefix(tokens)
@@ -329,7 +329,7 @@ class Engine:
             for token in gen:
                 if not first:
                     first = time.perf_counter_ns()
-                if llama_cpp.llama_token_is_eog(vocab, token):
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1
                 text = stream.feed(piece(token))
@@ -410,8 +410,8 @@ class Engine:
 
         llm = self._llm
         tokens = self._tokenize(text)
-        if len(tokens) >= llm.n_ctx():
-            raise PromptTooLongError(len(tokens), llm.n_ctx())
+        if len(tokens) >= self.load_options.n_ctx:
+            raise PromptTooLongError(len(tokens), self.load_options.n_ctx)
         ctx = llm.ctx
         n_embd = llm.n_embd()
         llama_cpp.llama_set_embeddings(ctx, True)

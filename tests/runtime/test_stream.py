@@ -1,0 +1,69 @@
+"""TextStream: what a user sees is exactly the text before the first stop string."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from mfc.runtime.stream import TextStream
+
+
+def expected(text: str, stops: list[str]) -> str:
+    hits = [text.find(s) for s in stops if s and s in text]
+    return text[: min(hits)] if hits else text
+
+
+def run(pieces: list[bytes], stops: list[str]) -> tuple[str, bool]:
+    stream = TextStream(stops)
+    out = ""
+    for piece in pieces:
+        out += stream.feed(piece)
+        if stream.stopped:
+            break
+    out += stream.finish()
+    return out, stream.stopped
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    bounds = [0, *points, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+@given(
+    text=st.text(alphabet="abcé€😀 \n<|>", max_size=40),
+    stops=st.lists(st.text(alphabet="abé<|>", min_size=1, max_size=4), max_size=3),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=12),
+)
+@example(text="def<|im_end|>ghi", stops=["<|im_end|>"], cuts=[3, 5, 7])
+@example(text="aab", stops=["ab"], cuts=[1, 2])
+def test_output_is_text_before_first_stop(text: str, stops: list[str], cuts: list[int]) -> None:
+    pieces = split(text.encode("utf-8"), cuts)
+    out, stopped = run(pieces, stops)
+    assert out == expected(text, stops)
+    assert stopped == any(s in text for s in stops)
+
+
+def test_split_multibyte_character_is_not_garbled() -> None:
+    data = "€".encode()
+    stream = TextStream()
+    assert stream.feed(data[:1]) == ""
+    assert stream.feed(data[1:2]) == ""
+    assert stream.feed(data[2:]) == "€"
+
+
+def test_holds_back_only_a_possible_stop_prefix() -> None:
+    stream = TextStream(["###"])
+    assert stream.feed(b"ab#") == "ab"
+    assert stream.feed(b"c") == "#c"
+    assert stream.feed(b"##") == ""
+    assert stream.feed(b"#tail") == ""
+    assert stream.stopped
+
+
+@pytest.mark.parametrize("stops", [[], [""]])
+def test_no_stops_streams_everything(stops: list[str]) -> None:
+    stream = TextStream(stops)
+    assert stream.feed(b"abc") == "abc"
+    assert stream.finish() == ""
