@@ -10,8 +10,8 @@ import pytest
 
 from mfc.runtime.engine import Engine, EngineError, PromptTooLongError, json_grammar
 from mfc.runtime.model import Adapter
-from mfc.testing.fixtures import expected_continuation
 from mfc.runtime.options import LoadOptions, SamplingOptions
+from mfc.testing.fixtures import expected_continuation
 
 GREEDY = SamplingOptions(temperature=0.0)
 SMALL = LoadOptions(n_ctx=512, n_batch=512, n_threads=1, n_gpu_layers=0, main_gpu=0, use_mmap=True)
@@ -97,7 +97,7 @@ def test_prompt_longer_than_context_is_an_error(fixture_models: dict[str, Path])
     small = dataclasses.replace(SMALL, n_ctx=32)
     with Engine(fixture_models["counter-f32.gguf"], small) as e:
         gen = e.generate("a" * 40, GREEDY)
-        with pytest.raises(PromptTooLongError, match="40 tokens|41 tokens"):
+        with pytest.raises(PromptTooLongError, match=r"4[01] tokens"):
             gen.result()
 
 
