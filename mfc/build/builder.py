@@ -1,0 +1,853 @@
+"""Compile a checked Modelfile (``ModelSpec``) into a model image in the store.
+
+The order of work is what makes builds safe and fast:
+
+1. resolve FROM (file, directory, split set, another Modelfile built first,
+   local model, ``name@sha256:``, registry cache) and every ADAPTER to blobs —
+   a file is inspected (GGUF header) *before* it is copied, and copied in one
+   pass while hashed; the stat cache skips unchanged files entirely;
+2. assemble layers (inheritance rules in ``compose``) and the config blob;
+3. compare with ``Modelfile.lock`` when ``--locked``;
+4. write the manifest last, under the store lock — so a build killed at any
+   point leaves no manifest pointing at a missing or partial blob — and then
+   the lockfile.
+
+The whole build holds ``Store.building()`` so ``gc`` cannot delete blobs the
+new manifest is about to reference.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mfc.build import diagnose
+from mfc.build.adapters import adapter_problem
+from mfc.build.caches import BuildCache, FileKey
+from mfc.build.compose import (
+    AdapterUse,
+    config_json,
+    merge_params,
+    messages_json,
+    order_layers,
+)
+from mfc.build.diagnose import fail
+from mfc.build.gguf_info import GGUFFormatError, GGUFInfo, inspect, merge_split, split_set
+from mfc.build.locate import (
+    expand,
+    find_registry_cache,
+    is_modelfile_path,
+    looks_like_path,
+    pick_gguf,
+)
+from mfc.build.lockfile import Lock, LockedInput, drift, lock_path, read_lock, write_lock
+from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError
+from mfc.modelfile.span import Span
+from mfc.modelfile.spec import ModelSpec
+from mfc.store import media_types as mt
+from mfc.store.blobio import Blob
+from mfc.store.manifest import Descriptor, Manifest, canonical_json
+from mfc.store.names import InvalidNameError, ModelName, parse_name, parse_ref
+from mfc.store.store import (
+    LinkMode,
+    ModelNotFoundError,
+    Store,
+    StoreError,
+    adapter_scales,
+    read_config,
+)
+
+CACHE_DIRNAME = ".mfc-cache"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildEvent:
+    """Progress for a UI: ``step`` starts a (maybe long) phase, ``info`` reports a fact."""
+
+    kind: str  # "step" | "info"
+    message: str
+
+
+Progress = Callable[[BuildEvent], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    name: ModelName | None  # None for a dependency built without a tag
+    manifest_digest: str
+    manifest: Manifest
+    config: Mapping[str, Any]
+    lock: Lock
+    lock_path: Path | None  # None when built from text
+    diagnostics: tuple[Diagnostic, ...] = ()  # warnings (front-end and builder)
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What FROM resolved to: the layers and facts a new image starts from."""
+
+    layers: tuple[Descriptor, ...]
+    config: Mapping[str, Any]  # the base image's config ({} for a GGUF file)
+    info: GGUFInfo  # the model layer(s)
+    locked: LockedInput
+    manifest: Manifest | None = None
+
+    def layers_of_model(self) -> tuple[Descriptor, ...]:
+        return tuple(d for d in self.layers if d.media_type == mt.MODEL)
+
+
+@dataclass
+class _Options:
+    build_args: Mapping[str, str]
+    locked: bool
+    quantize: str | None
+    link: LinkMode
+    registry_cache: Path | None
+    progress: Progress | None
+    environ: Mapping[str, str] | None = None
+    cwd: Path | None = None
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def _size_text(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError
+
+
+def _relative(path: Path, base_dir: Path) -> str:
+    try:
+        return path.relative_to(base_dir.absolute()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class Builder:
+    """One build invocation: shares caches and the dependency memo across a build graph."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        build_args: Mapping[str, str] | None = None,
+        locked: bool = False,
+        no_cache: bool = False,
+        quantize: str | None = None,
+        link: LinkMode = "auto",
+        registry_cache: Path | None = None,
+        progress: Progress | None = None,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ):
+        self.store = store
+        self.cache = BuildCache(store.root / CACHE_DIRNAME / "build", read=not no_cache)
+        self.opts = _Options(
+            build_args=dict(build_args or {}),
+            locked=locked,
+            quantize=quantize,
+            link=link,
+            registry_cache=registry_cache,
+            progress=progress,
+            environ=environ,
+            cwd=cwd,
+        )
+        self._memo: dict[Path, BuildResult] = {}
+
+    # -- events --------------------------------------------------------------
+
+    def _step(self, message: str) -> None:
+        if self.opts.progress is not None:
+            self.opts.progress(BuildEvent("step", message))
+
+    def _info(self, message: str) -> None:
+        if self.opts.progress is not None:
+            self.opts.progress(BuildEvent("info", message))
+
+    # -- entry points ----------------------------------------------------------
+
+    def build_file(
+        self, path: Path, tag: str | ModelName | None, *, _stack: tuple[Path, ...] = ()
+    ) -> BuildResult:
+        from mfc.build.frontend import check_file
+
+        path = path.absolute()
+        name = _parse_tag(tag)
+        self._step(f"checking {path}")
+        spec, warnings = check_file(path, self.opts.build_args)
+        return self.build_spec(
+            spec,
+            path.parent,
+            name,
+            lock_file=lock_path(path),
+            warnings=warnings,
+            _stack=(*_stack, path.resolve()),
+        )
+
+    def build_spec(
+        self,
+        spec: ModelSpec,
+        base_dir: Path,
+        tag: str | ModelName | None,
+        *,
+        lock_file: Path | None = None,
+        warnings: tuple[Diagnostic, ...] = (),
+        top_level: bool = True,
+        _stack: tuple[Path, ...] = (),
+    ) -> BuildResult:
+        """Build ``spec``; paths in it are relative to ``base_dir``. Raises DiagnosticError."""
+        name = _parse_tag(tag)
+        base_dir = base_dir.absolute()
+        diags = list(warnings)
+        if spec.draft is not None:
+            diags.append(
+                diagnose.warning(
+                    "MF217",
+                    "DRAFT is not built into the image yet; the draft model is ignored",
+                    spec.draft.span,
+                    hint="remove the DRAFT line, or keep it for Ollama (mfc ignores it)",
+                )
+            )
+        quantize = self.opts.quantize if top_level else None
+        with self.store.building():
+            base = self._resolve_from(spec, base_dir, name, _stack)
+            model_layers, info = base.layers_of_model(), base.info
+            if quantize is not None:
+                model_layers, info = self._quantize(base, quantize, spec.base.span)
+            adapters, adapter_inputs = self._adapters(spec, base_dir, info)
+            layers, config = self._assemble(spec, base, model_layers, info, adapters)
+            config_bytes = canonical_json(config)
+            config_blob = self.store.put_bytes(config_bytes)
+            manifest = Manifest(Descriptor(mt.CONFIG, *config_blob), layers)
+            lock = Lock(
+                inputs=(base.locked, *adapter_inputs),
+                build_args=spec.build_args,
+                quantize=quantize,
+                manifest=manifest.digest,
+            )
+            if self.opts.locked:
+                self._check_lock(lock, lock_file, spec)
+            if name is not None:
+                self._step(f"writing manifest {name.display}")
+                self.store.write_manifest(name, manifest)
+        if lock_file is not None:
+            old = _read_lock_quietly(lock_file)
+            if old != lock:
+                write_lock(lock_file, lock)
+        return BuildResult(
+            name=name,
+            manifest_digest=manifest.digest,
+            manifest=manifest,
+            config=config,
+            lock=lock,
+            lock_path=lock_file,
+            diagnostics=tuple(diags),
+        )
+
+    # -- FROM ----------------------------------------------------------------
+
+    def _resolve_from(
+        self, spec: ModelSpec, base_dir: Path, tag: ModelName | None, stack: tuple[Path, ...]
+    ) -> _Base:
+        ref, span = spec.base.ref, spec.base.span
+        self._step(f"resolving FROM {ref}")
+        path = expand(ref, base_dir)
+        if path.is_dir():
+            first, found = pick_gguf(path)
+            if first is None:
+                _ambiguous(path, found, span, "FROM")
+            return self._file_base(ref, first, base_dir, span)
+        if path.is_file():
+            if is_modelfile_path(path):
+                return self._modelfile_base(ref, path, base_dir, span, stack)
+            return self._file_base(ref, path, base_dir, span)
+        if looks_like_path(ref):
+            fail(
+                "MF205",
+                f"FROM `{ref}`: no such file or directory",
+                span,
+                label="not found",
+                hint=f"looked for {path}; paths are relative to the Modelfile's directory",
+            )
+        return self._named_base(ref, path, span, tag, base_dir)
+
+    def _named_base(
+        self, ref: str, path: Path, span: Span, tag: ModelName | None, base_dir: Path
+    ) -> _Base:
+        try:
+            name, digest = parse_ref(ref)
+        except InvalidNameError as exc:
+            fail(
+                "MF202",
+                f"FROM `{ref}` is not an existing file and not a model name",
+                span,
+                hint=f"{exc}; for a file, check the path (relative to {base_dir})",
+            )
+        searched = [f"a file or directory {path}: does not exist"]
+        mismatch = False
+        self_ref = tag is not None and name is not None and digest is None and name.matches(tag)
+        if name is not None and self_ref:
+            searched.append(
+                f"the store {self.store.root}: skipped, `{name.display}` is the model being "
+                "built (its previous build)"
+            )
+        elif name is not None:
+            try:
+                manifest = self.store.read_manifest(name)
+            except ModelNotFoundError:
+                searched.append(f"the store {self.store.root}: no model `{name.display}`")
+            except StoreError as exc:
+                fail("MF216", f"FROM `{ref}`: the local model is unreadable", span, hint=str(exc))
+            else:
+                if digest is None or manifest.digest == digest:
+                    locked = LockedInput(
+                        "FROM", ref, "model", manifest.digest, name=str(self.store.resolve(name))
+                    )
+                    return self._model_base(manifest, locked, span)
+                mismatch = True
+                searched.append(
+                    f"the store {self.store.root}: `{name.display}` is {manifest.digest}"
+                )
+        cache_dir, how = find_registry_cache(
+            self.opts.registry_cache, base_dir, environ=self.opts.environ, cwd=self.opts.cwd
+        )
+        if cache_dir is None:
+            searched.append(f"the registry cache: {how}")
+        elif not cache_dir.exists():
+            searched.append(f"the registry cache {cache_dir} ({how}): does not exist")
+        elif name is None:
+            searched.append(f"the registry cache {cache_dir}: images are looked up by name")
+        else:
+            found = self._from_registry_cache(ref, name, digest, cache_dir, span)
+            if isinstance(found, _Base):
+                return found
+            mismatch = mismatch or found == "mismatch"
+            what = (
+                f"`{name.display}` has another digest"
+                if found == "mismatch"
+                else f"no image `{name.display}`"
+            )
+            searched.append(f"the registry cache {cache_dir} ({how}): {what}")
+        places = "; ".join(searched)
+        if mismatch:
+            fail(
+                "MF203",
+                f"FROM `{ref}`: no model with digest {digest}",
+                span,
+                label="digest does not match",
+                hint=f"searched {places}; update the digest or rebuild/load that exact model",
+            )
+        if self_ref:
+            assert name is not None
+            fail(
+                "MF215",
+                f"FROM `{ref}` names the model being built, and no other source has it",
+                span,
+                hint=f"searched {places}; to build on the current `{name.display}`, pin it: "
+                f"`FROM {name.display}@sha256:<digest>` (see `mfc list`), or use another tag",
+            )
+        fail(
+            "MF202",
+            f"FROM `{ref}` matches no file, Modelfile, local model or cached image",
+            span,
+            label="not found",
+            hint=f"searched {places}; build or load the model, or fix the name or path",
+        )
+
+    def _from_registry_cache(
+        self, ref: str, name: ModelName, digest: str | None, cache_dir: Path, span: Span
+    ) -> _Base | str:
+        from mfc.store.oci_layout import LayoutError, OciLayout
+
+        try:
+            with OciLayout(cache_dir) as layout:
+                found = layout.find(name)
+                if found is None:
+                    return "missing"
+                manifest, _ = found
+                if digest is not None and manifest.digest != digest:
+                    return "mismatch"
+                self._step(f"importing {name.display} from the registry cache")
+                for d in manifest.descriptors():
+                    if self.store.has_blob(d.digest, d.size):
+                        continue
+                    blob_file = layout.blob_path(d.digest)
+                    if blob_file is not None and blob_file.is_file():
+                        blob = self.store.put_file(blob_file, self.opts.link, expected=d.digest)
+                    else:
+                        with layout.open_blob(d.digest) as f:
+                            blob = self.store.put_stream(f, expected=d.digest)
+                    if blob.size != d.size:
+                        raise LayoutError(f"blob {d.digest} is {blob.size} bytes, not {d.size}")
+        except (LayoutError, StoreError, OSError) as exc:
+            fail(
+                "MF216",
+                f"FROM `{ref}`: the registry cache image is unusable",
+                span,
+                hint=f"{cache_dir}: {exc}",
+            )
+        locked = LockedInput("FROM", ref, "registry_cache", manifest.digest, name=str(name))
+        return self._model_base(manifest, locked, span)
+
+    def _modelfile_base(
+        self, ref: str, path: Path, base_dir: Path, span: Span, stack: tuple[Path, ...]
+    ) -> _Base:
+        key = path.resolve()
+        if key in stack:
+            chain = [*stack[stack.index(key) :], key]
+            fail(
+                "MF204",
+                "build cycle: " + " → ".join(str(p) for p in chain),
+                span,
+                label="this FROM closes the cycle",
+                hint="a Modelfile cannot be built FROM itself, directly or through others",
+            )
+        result = self._memo.get(key)
+        if result is None:
+            self._info(f"building dependency {path}")
+            from mfc.build.frontend import check_file
+
+            spec, warnings = check_file(key, self.opts.build_args)
+            result = self.build_spec(
+                spec,
+                key.parent,
+                None,
+                lock_file=lock_path(key),
+                warnings=warnings,
+                top_level=False,
+                _stack=(*stack, key),
+            )
+            self._memo[key] = result
+            self.opts.warnings.extend(result.diagnostics)
+        locked = LockedInput(
+            "FROM",
+            ref,
+            "modelfile",
+            result.manifest_digest,
+            path=_relative(path, base_dir),
+        )
+        return self._model_base(result.manifest, locked, span)
+
+    def _model_base(self, manifest: Manifest, locked: LockedInput, span: Span) -> _Base:
+        what = f"FROM `{locked.ref}`"
+        missing = [d for d in manifest.descriptors() if not self.store.has_blob(d.digest, d.size)]
+        if missing:
+            fail(
+                "MF216",
+                f"{what}: the model's blobs are missing from the store",
+                span,
+                hint=f"missing {', '.join(d.digest for d in missing)}; "
+                "run `mfc verify`, then rebuild or re-load the model",
+            )
+        models = manifest.layers_of(mt.MODEL)
+        if not models:
+            fail("MF216", f"{what}: the model image has no model layer", span)
+        try:
+            config = read_config(self.store, manifest)
+        except StoreError as exc:
+            fail("MF216", f"{what}: unreadable config", span, hint=str(exc))
+        info = self._blob_info(models, span)
+        return _Base(manifest.layers, config, info, locked, manifest)
+
+    def _blob_info(self, models: tuple[Descriptor, ...], span: Span) -> GGUFInfo:
+        infos = []
+        for d in models:
+            info = self.cache.gguf_info(d.digest)
+            if info is None:
+                try:
+                    info = inspect(self.store.blob_path(d.digest))
+                except GGUFFormatError as exc:
+                    fail(
+                        "MF201",
+                        f"the base model's blob {d.digest} is not GGUF",
+                        span,
+                        hint=exc.reason,
+                    )
+                self.cache.record_gguf_info(d.digest, info)
+            infos.append(info)
+        return infos[0] if len(infos) == 1 else merge_split(infos)
+
+    def _file_base(self, ref: str, path: Path, base_dir: Path, span: Span) -> _Base:
+        try:
+            shards = split_set(path)
+        except GGUFFormatError as exc:
+            fail("MF207", f"FROM `{ref}`: incomplete split GGUF set", span, hint=exc.reason)
+        files = shards or [path]
+
+        def not_adapter(info: GGUFInfo) -> None:
+            if info.is_adapter:
+                fail(
+                    "MF208",
+                    f"FROM `{ref}` is a LoRA adapter, not a model",
+                    span,
+                    label="an adapter",
+                    hint="FROM the base model, and add this file with `ADAPTER`",
+                )
+
+        blobs, infos = [], []
+        for f in files:
+            blob, info = self._ingest_gguf(f, span, "FROM", check=not_adapter)
+            blobs.append(blob)
+            infos.append(info)
+        if shards:
+            for i, info in enumerate(infos):
+                if info.split_count not in (None, len(shards)) or info.split_no not in (None, i):
+                    fail(
+                        "MF207",
+                        f"FROM `{ref}`: shard {files[i].name} does not belong to this set",
+                        span,
+                        hint=f"its header says shard {info.split_no} of {info.split_count}",
+                    )
+        info = merge_split(infos) if shards else infos[0]
+        layers = tuple(Descriptor(mt.MODEL, b.digest, b.size) for b in blobs)
+        locked = LockedInput(
+            "FROM",
+            ref,
+            "file",
+            blobs[0].digest,
+            path=_relative(path, base_dir),
+            size=sum(b.size for b in blobs),
+        )
+        return _Base(layers, {}, info, locked)
+
+    # -- files -----------------------------------------------------------------
+
+    def _ingest_gguf(
+        self,
+        path: Path,
+        span: Span,
+        instruction: str,
+        check: Callable[[GGUFInfo], None] | None = None,
+    ) -> tuple[Blob, GGUFInfo]:
+        """Blob and header facts of a GGUF file: from the caches, or one pass over it.
+
+        The header is read (and ``check`` run) before copying, so a wrong file
+        never costs a multi-GB copy.
+        """
+        try:
+            st = path.stat()
+        except OSError as exc:
+            fail("MF205", f"{instruction}: cannot read {path}", span, hint=str(exc))
+        key = FileKey.of(st)
+        hit = self.cache.file_digest(key)
+        if hit is not None and self.store.has_blob(hit[0], hit[1]):
+            info = self.cache.gguf_info(hit[0])
+            if info is not None:
+                if check is not None:
+                    check(info)
+                self._info(f"{path.name}: unchanged ({hit[0][:19]}…)")
+                return Blob(*hit), info
+        try:
+            info = inspect(path)
+        except GGUFFormatError as exc:
+            fail(
+                "MF201",
+                f"{instruction} `{path.name}` is not a usable GGUF file",
+                span,
+                label="not GGUF",
+                hint=f"{path}: {exc.reason}",
+            )
+        if check is not None:
+            check(info)
+        self._step(f"storing {path.name} ({_size_text(st.st_size)})")
+        try:
+            blob = self.store.put_file(path, self.opts.link)
+        except StoreError as exc:
+            fail("MF205", f"{instruction}: cannot store {path.name}", span, hint=str(exc))
+        except OSError as exc:
+            fail("MF205", f"{instruction}: cannot read {path}", span, hint=str(exc))
+        try:
+            unchanged = FileKey.of(path.stat()) == key
+        except OSError:
+            unchanged = False
+        if unchanged:
+            self.cache.record_file(key, blob.digest, blob.size)
+        self.cache.record_gguf_info(blob.digest, info)
+        return blob, info
+
+    # -- ADAPTER -----------------------------------------------------------------
+
+    def _adapters(
+        self, spec: ModelSpec, base_dir: Path, base_info: GGUFInfo
+    ) -> tuple[list[AdapterUse], list[LockedInput]]:
+        uses: list[AdapterUse] = []
+        inputs: list[LockedInput] = []
+        errors: list[Diagnostic] = []
+        for ref in spec.adapters:
+            try:
+                use, locked = self._adapter(ref.path, ref.scale, ref.span, base_dir, base_info)
+            except DiagnosticError as exc:
+                errors.extend(exc.diagnostics)
+                continue
+            uses.append(use)
+            inputs.append(locked)
+        if errors:
+            raise DiagnosticError(errors)
+        return uses, inputs
+
+    def _adapter(
+        self, ref: str, scale: float, span: Span, base_dir: Path, base_info: GGUFInfo
+    ) -> tuple[AdapterUse, LockedInput]:
+        self._step(f"resolving ADAPTER {ref}")
+        path = expand(ref, base_dir)
+        if path.is_dir():
+            first, found = pick_gguf(path)
+            if first is None:
+                _ambiguous(path, found, span, "ADAPTER")
+            path = first
+        elif not path.exists():
+            fail(
+                "MF205",
+                f"ADAPTER `{ref}`: no such file",
+                span,
+                label="not found",
+                hint=f"looked for {path}; paths are relative to the Modelfile's directory",
+            )
+
+        def fits(info: GGUFInfo) -> None:
+            problem = adapter_problem(info, base_info)
+            if problem is not None:
+                reason, fix = problem
+                fail(
+                    "MF209",
+                    f"ADAPTER `{ref}` does not fit the base model: {reason}",
+                    span,
+                    label="incompatible adapter",
+                    hint=fix or None,
+                )
+
+        blob, _ = self._ingest_gguf(path, span, "ADAPTER", check=fits)
+        use = AdapterUse(Descriptor(mt.ADAPTER, blob.digest, blob.size), scale)
+        locked = LockedInput(
+            "ADAPTER",
+            ref,
+            "file",
+            blob.digest,
+            path=_relative(path, base_dir),
+            size=blob.size,
+            scale=scale,
+        )
+        return use, locked
+
+    # -- quantize ----------------------------------------------------------------
+
+    def _quantize(
+        self, base: _Base, qtype_text: str, span: Span
+    ) -> tuple[tuple[Descriptor, ...], GGUFInfo]:
+        from mfc.build.quantize import SOURCE_TYPES, QuantizeError, normalize_type, quantize
+
+        qtype = normalize_type(qtype_text)
+        if qtype is None:
+            from mfc.build.quantize import quant_types
+
+            fail(
+                "MF212",
+                f"--quantize `{qtype_text}`: llama.cpp has no such type",
+                span,
+                hint="use one of " + ", ".join(quant_types()),
+            )
+        models = base.layers_of_model()
+        if base.info.file_type == qtype:
+            self._info(f"the base is already {qtype}; nothing to quantize")
+            return models, base.info
+        if base.info.file_type not in SOURCE_TYPES:
+            fail(
+                "MF212",
+                f"--quantize {qtype}: the base model is {base.info.file_type}, "
+                "and only F32/F16/BF16 models can be quantized",
+                span,
+                hint="build FROM the unquantized (F32/F16/BF16) GGUF",
+            )
+        if len(models) != 1:
+            fail(
+                "MF212",
+                f"--quantize {qtype}: split GGUF sets cannot be quantized by the builder",
+                span,
+                hint="merge the set with llama.cpp's gguf-split --merge first",
+            )
+        source = models[0]
+        cached = self.cache.quantized(source.digest, qtype)
+        if cached is not None:
+            path = self.store.blob_path(cached)
+            if path.is_file():
+                info = self._blob_info((Descriptor(mt.MODEL, cached, path.stat().st_size),), span)
+                self._info(f"quantized {qtype} model from the cache")
+                return (Descriptor(mt.MODEL, cached, path.stat().st_size),), info
+        self._step(f"quantizing to {qtype}")
+        self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.store.tmp_dir / f"quantize-{uuid.uuid4().hex}.gguf"
+        try:
+            try:
+                quantize(self.store.blob_path(source.digest), tmp, qtype)
+            except QuantizeError as exc:
+                fail(
+                    "MF213",
+                    f"--quantize {qtype}: llama.cpp's quantizer failed",
+                    span,
+                    hint=str(exc),
+                )
+            try:
+                info = inspect(tmp)
+            except GGUFFormatError as exc:
+                fail("MF213", f"--quantize {qtype}: unreadable output", span, hint=exc.reason)
+            blob = self.store.put_file(tmp, "hard")
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.cache.record_gguf_info(blob.digest, info)
+        self.cache.record_quantized(source.digest, qtype, blob.digest)
+        return (Descriptor(mt.MODEL, blob.digest, blob.size),), info
+
+    # -- layers and config -----------------------------------------------------------
+
+    def _text_layer(self, media_type: str, text: str) -> Descriptor:
+        return Descriptor(media_type, *self.store.put_bytes(text.encode("utf-8")))
+
+    def _json_blob(self, digest: str) -> Any:
+        try:
+            return json.loads(self.store.read_blob(digest))
+        except (StoreError, ValueError):
+            return None
+
+    def _assemble(
+        self,
+        spec: ModelSpec,
+        base: _Base,
+        model_layers: tuple[Descriptor, ...],
+        info: GGUFInfo,
+        new_adapters: list[AdapterUse],
+    ) -> tuple[tuple[Descriptor, ...], dict[str, Any]]:
+        inherited = base.layers
+        layers: list[Descriptor] = list(model_layers)
+        layers += [d for d in inherited if d.media_type == mt.PROJECTOR]
+
+        adapters: list[AdapterUse] = []
+        if base.manifest is not None:
+            for digest, scale in adapter_scales(base.config, base.manifest):
+                layer = next(d for d in inherited if d.digest == digest)
+                adapters.append(AdapterUse(layer, scale))
+        adapters += new_adapters
+        layers += [a.layer for a in adapters]
+
+        def text_or_inherit(media_type: str, text: str | None) -> None:
+            if text is not None:
+                layers.append(self._text_layer(media_type, text))
+            else:
+                layers.extend(d for d in inherited if d.media_type == media_type)
+
+        text_or_inherit(mt.TEMPLATE, spec.template.value if spec.template else None)
+        text_or_inherit(mt.SYSTEM, spec.system.value if spec.system else None)
+
+        base_params = [d for d in inherited if d.media_type == mt.PARAMS]
+        if spec.parameters:
+            previous: dict[str, Any] = {}
+            for d in base_params:
+                obj = self._json_blob(d.digest)
+                if isinstance(obj, dict):
+                    previous.update(obj)
+            params = merge_params(previous, spec.parameters)
+            layers.append(Descriptor(mt.PARAMS, *self.store.put_bytes(canonical_json(params))))
+        else:
+            layers += base_params
+
+        if spec.messages:
+            data = canonical_json(messages_json(spec.messages))
+            layers.append(Descriptor(mt.MESSAGES, *self.store.put_bytes(data)))
+        else:
+            layers += [d for d in inherited if d.media_type == mt.MESSAGES]
+
+        licenses = [d for d in inherited if d.media_type == mt.LICENSE]
+        licenses += [self._text_layer(mt.LICENSE, t.value) for t in spec.licenses]
+        seen: set[str] = set()
+        for d in licenses:
+            if d.digest not in seen:
+                seen.add(d.digest)
+                layers.append(d)
+
+        known = {*mt.LAYER_ORDER}
+        layers += [d for d in inherited if d.media_type not in known]
+        ordered = order_layers(layers)
+
+        extras: dict[str, str] = {}
+        for key, text in (
+            ("requires", spec.requires),
+            ("renderer", spec.renderer),
+            ("parser", spec.parser),
+        ):
+            if text is not None:
+                extras[key] = text.value
+            elif isinstance(base.config.get(key), str):
+                extras[key] = base.config[key]
+        config = config_json(info, ordered, tuple(adapters), dict(spec.build_args), extras)
+        return ordered, config
+
+    # -- lock ------------------------------------------------------------------------
+
+    def _check_lock(self, fresh: Lock, lock_file: Path | None, spec: ModelSpec) -> None:
+        span = spec.base.span
+        if lock_file is None:
+            fail("MF211", "--locked needs a Modelfile on disk (there is no lockfile)", None)
+        try:
+            locked = read_lock(lock_file)
+        except ValueError as exc:
+            fail("MF211", f"--locked: {lock_file} is unreadable", span, hint=str(exc))
+        if locked is None:
+            fail(
+                "MF211",
+                f"--locked: there is no {lock_file.name} next to the Modelfile",
+                span,
+                hint="build once without --locked to write it, then commit it",
+            )
+        changes = drift(locked, fresh)
+        if not changes and locked.manifest != fresh.manifest:
+            changes.append(
+                f"the image: locked {locked.manifest}, this build gives {fresh.manifest} "
+                "(the Modelfile's text changed, or the builder did)"
+            )
+        if changes:
+            fail(
+                "MF210",
+                f"--locked: the build differs from {lock_file.name}",
+                span,
+                hint="drifted:\n"
+                + "\n".join(f"  - {c}" for c in changes)
+                + "\nrebuild without --locked to update the lockfile",
+            )
+
+
+def _read_lock_quietly(path: Path) -> Lock | None:
+    try:
+        return read_lock(path)
+    except (ValueError, OSError):
+        return None
+
+
+def _ambiguous(path: Path, found: list[Path], span: Span, instruction: str) -> None:
+    if not found:
+        fail(
+            "MF206",
+            f"{instruction} directory `{path.name}` holds no GGUF file",
+            span,
+            hint=f"{path}: put one `.gguf` file there, or name the file itself",
+        )
+    names = ", ".join(p.name for p in found)
+    fail(
+        "MF206",
+        f"{instruction} directory `{path.name}` holds several GGUF files",
+        span,
+        hint=f"found {names}; name the file to use",
+    )
+
+
+def _parse_tag(tag: str | ModelName | None) -> ModelName | None:
+    if tag is None or isinstance(tag, ModelName):
+        return tag
+    try:
+        return parse_name(tag)
+    except InvalidNameError as exc:
+        fail("MF214", str(exc), None, hint="a name is `[host/][namespace/]model[:tag]`")

@@ -1,0 +1,247 @@
+"""What the builder needs to know about a GGUF file, read with ``gguf.GGUFReader``.
+
+The header is never hand-parsed: gguf-py owns the format. This module only
+turns the reader's fields into a small frozen record (cacheable as JSON, so a
+warm rebuild never re-reads a multi-GB header) and turns the reader's failures
+into a plain ``GGUFFormatError`` whose ``reason`` the builder places on the
+Modelfile line that named the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GGUF_MAGIC = b"GGUF"
+
+# `model-00001-of-00003.gguf`: llama.cpp's gguf-split naming.
+SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+class GGUFFormatError(Exception):
+    """The file is not a readable GGUF; ``reason`` says why in user terms."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # GGUF order: ne0 (fastest-varying) first, like llama.cpp
+    type: str  # ggml type name, e.g. "F32", "Q8_0"
+
+
+@dataclass(frozen=True, slots=True)
+class GGUFInfo:
+    architecture: str | None
+    general_type: str  # "model" unless the file says otherwise (e.g. "adapter")
+    adapter_type: str | None  # "lora" for LoRA adapters
+    parameter_count: int
+    file_type: str  # Ollama's names: F32, F16, BF16, Q8_0, Q4_K_M, …
+    context_length: int | None
+    embedding_length: int | None
+    chat_template: str | None
+    split_no: int | None  # 0-based shard index of a split set
+    split_count: int | None
+    tensors: tuple[TensorInfo, ...]
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.general_type == "adapter"
+
+    def tensor_map(self) -> dict[str, TensorInfo]:
+        return {t.name: t for t in self.tensors}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture,
+            "general_type": self.general_type,
+            "adapter_type": self.adapter_type,
+            "parameter_count": self.parameter_count,
+            "file_type": self.file_type,
+            "context_length": self.context_length,
+            "embedding_length": self.embedding_length,
+            "chat_template": self.chat_template,
+            "split_no": self.split_no,
+            "split_count": self.split_count,
+            "tensors": [[t.name, list(t.shape), t.type] for t in self.tensors],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GGUFInfo:
+        fields = dict(data)
+        fields["tensors"] = tuple(
+            TensorInfo(name, tuple(shape), type_) for name, shape, type_ in data["tensors"]
+        )
+        return cls(**fields)
+
+
+def file_type_name(value: int) -> str:
+    """Ollama's spelling of ``general.file_type`` (``MOSTLY_Q4_K_M`` → ``Q4_K_M``)."""
+    from gguf import LlamaFileType
+
+    try:
+        name = LlamaFileType(value).name
+    except ValueError:
+        return f"unknown({value})"
+    if name == "ALL_F32":
+        return "F32"
+    return name.removeprefix("MOSTLY_")
+
+
+def parameter_count_label(count: int) -> str:
+    """Ollama's ``model_type``: 8030261248 → ``8.0B``, 1235814400 → ``1.2B``, 135M → ``135M``."""
+    if count >= 1_000:
+        for unit, scale, decimals in (("B", 1e9, 1), ("M", 1e6, 2), ("K", 1e3, 0)):
+            if count >= scale:
+                value = count / scale
+                if unit == "K" or value == math.floor(value):
+                    return f"{value:.0f}{unit}"
+                return f"{value:.{decimals}f}{unit}"
+    return str(count)
+
+
+def _field(reader: Any, key: str) -> Any:
+    field = reader.get_field(key)
+    if field is None:
+        return None
+    try:
+        return field.contents()
+    except (ValueError, UnicodeDecodeError, IndexError):
+        return None
+
+
+def _guess_file_type(tensors: list[TensorInfo]) -> str:
+    """Without ``general.file_type``: the most common type among the weight matrices."""
+    matrices = [t.type for t in tensors if len(t.shape) >= 2]
+    if not matrices:
+        return "F32"
+    return Counter(matrices).most_common(1)[0][0]
+
+
+def _check_magic(path: Path) -> int:
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise GGUFFormatError(path, f"cannot read the file: {exc.strerror}") from exc
+    if size == 0:
+        raise GGUFFormatError(path, "the file is empty")
+    if magic != GGUF_MAGIC:
+        raise GGUFFormatError(
+            path, f"not a GGUF file (it starts with {magic!r}, a GGUF file starts with b'GGUF')"
+        )
+    return size
+
+
+def inspect(path: Path) -> GGUFInfo:
+    """Read the header and tensor table of one GGUF file (or one shard of a split set)."""
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    size = _check_magic(path)
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, IndexError, KeyError, OverflowError, UnicodeDecodeError) as exc:
+        if "reshape" in str(exc):
+            reason = f"the file is truncated: tensor data stops early at byte {size}"
+        else:
+            reason = f"the GGUF header is damaged or truncated ({size} bytes): {exc}"
+        raise GGUFFormatError(path, reason) from exc
+    except OSError as exc:
+        raise GGUFFormatError(path, f"cannot read the file: {exc}") from exc
+
+    tensors: list[TensorInfo] = []
+    parameter_count = 0
+    for t in reader.tensors:
+        end = t.data_offset + t.n_bytes
+        if end > size:
+            raise GGUFFormatError(
+                path,
+                f"the file is truncated: tensor `{t.name}` ends at byte {end} "
+                f"but the file has {size} bytes",
+            )
+        tensors.append(
+            TensorInfo(
+                t.name, tuple(int(d) for d in t.shape), GGMLQuantizationType(t.tensor_type).name
+            )
+        )
+        parameter_count += int(t.n_elements)
+
+    arch = _field(reader, "general.architecture")
+    raw_file_type = _field(reader, "general.file_type")
+    split_no = _field(reader, "split.no")
+    split_count = _field(reader, "split.count")
+    return GGUFInfo(
+        architecture=arch,
+        general_type=_field(reader, "general.type") or "model",
+        adapter_type=_field(reader, "adapter.type"),
+        parameter_count=parameter_count,
+        file_type=(
+            file_type_name(int(raw_file_type))
+            if raw_file_type is not None
+            else _guess_file_type(tensors)
+        ),
+        context_length=_int_or_none(_field(reader, f"{arch}.context_length")) if arch else None,
+        embedding_length=_int_or_none(_field(reader, f"{arch}.embedding_length")) if arch else None,
+        chat_template=_field(reader, "tokenizer.chat_template"),
+        split_no=_int_or_none(split_no),
+        split_count=_int_or_none(split_count),
+        tensors=tuple(tensors),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def split_set(first: Path) -> list[Path] | None:
+    """The shards of a split set named like ``x-00001-of-00003.gguf``, in order; None if not split.
+
+    Raises GGUFFormatError naming the first missing shard.
+    """
+    match = SPLIT_RE.match(first.name)
+    if match is None:
+        return None
+    count = int(match["count"])
+    shards = [
+        first.with_name(f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf")
+        for i in range(1, count + 1)
+    ]
+    for shard in shards:
+        if not shard.is_file():
+            raise GGUFFormatError(
+                shard, f"shard {shard.name} of the {count}-file split set is missing"
+            )
+    return shards
+
+
+def merge_split(infos: list[GGUFInfo]) -> GGUFInfo:
+    """One record for a split model: metadata from shard 1, tensors and counts from all."""
+    head = infos[0]
+    tensors = tuple(t for info in infos for t in info.tensors)
+    return GGUFInfo(
+        architecture=head.architecture,
+        general_type=head.general_type,
+        adapter_type=head.adapter_type,
+        parameter_count=sum(i.parameter_count for i in infos),
+        file_type=head.file_type,
+        context_length=head.context_length,
+        embedding_length=head.embedding_length,
+        chat_template=head.chat_template,
+        split_no=None,
+        split_count=len(infos),
+        tensors=tensors,
+    )
+
+
+def looks_like_gguf_name(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(".gguf")

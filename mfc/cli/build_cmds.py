@@ -1,0 +1,216 @@
+"""`mfc build` and its Ollama-style alias `mfc create`: flags in, ``mfc.build`` call, output.
+
+Progress and diagnostics go to stderr; stdout gets exactly one line, the
+manifest digest (the model ID), so scripts can capture it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from mfc.modelfile.diagnostics import Diagnostic
+
+_LINK = click.Choice(["auto", "copy", "hard"])
+
+
+def _render(diagnostics: Iterable[Diagnostic]) -> str:
+    try:
+        from mfc.modelfile.render import render_diagnostics  # the front-end's renderer
+    except ImportError:
+        return "".join(_render_plain(d) for d in diagnostics)
+    return render_diagnostics(list(diagnostics))
+
+
+def _render_plain(d: Diagnostic) -> str:
+    where = f"{d.span.file}:{d.span.line}:{d.span.column}: " if d.span else ""
+    out = f"{where}{d.severity.value}[{d.code}]: {d.message}\n"
+    if d.hint:
+        lines = d.hint.splitlines()
+        out += f"  help: {lines[0]}\n" + "".join(f"  {line}\n" for line in lines[1:])
+    return out
+
+
+def _parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got `{item}`", param_hint="--build-arg")
+        args[key] = value
+    return args
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[object]:
+    """A rich status line on stderr that follows the build's steps."""
+    from rich.console import Console
+
+    from mfc.build import BuildEvent
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+
+        def plain(event: BuildEvent) -> None:
+            if not quiet and event.kind == "info":
+                console.print(event.message, highlight=False, markup=False)
+
+        yield plain
+        return
+    with console.status("building…") as status:
+
+        def show(event: BuildEvent) -> None:
+            if event.kind == "step":
+                status.update(event.message)
+            else:
+                console.print(f"[dim]{event.message}[/dim]", highlight=False)
+
+        yield show
+
+
+def _run_build(
+    modelfile: Path,
+    tag: str | None,
+    build_args: tuple[str, ...],
+    locked: bool,
+    no_cache: bool,
+    quantize: str | None,
+    link: str,
+    registry_cache: Path | None,
+    quiet: bool,
+) -> None:
+    from mfc.build import build_modelfile
+    from mfc.modelfile.diagnostics import DiagnosticError
+    from mfc.store.store import Store, StoreError
+
+    if modelfile.is_dir():
+        modelfile = modelfile / "Modelfile"
+    if not modelfile.is_file():
+        click.echo(f"error: no Modelfile at {modelfile}", err=True)
+        sys.exit(1)
+    try:
+        with _progress(quiet) as progress:
+            result = build_modelfile(
+                modelfile,
+                tag,
+                store=Store.from_env(),
+                build_args=_parse_build_args(build_args),
+                locked=locked,
+                no_cache=no_cache,
+                quantize=quantize,
+                link=link,  # type: ignore[arg-type]
+                registry_cache=registry_cache,
+                progress=progress,  # type: ignore[arg-type]
+            )
+    except DiagnosticError as exc:
+        click.echo(_render(exc.diagnostics), err=True, nl=False)
+        sys.exit(1)
+    except (StoreError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if result.diagnostics:
+        click.echo(_render(result.diagnostics), err=True, nl=False)
+    if not quiet:
+        what = f"built {result.name.display}" if result.name else "built (untagged)"
+        click.echo(f"{what} {result.manifest_digest[7:19]}", err=True)
+    click.echo(result.manifest_digest)
+
+
+_common = [
+    click.option(
+        "--build-arg",
+        "build_args",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set an ARG (repeatable).",
+    ),
+    click.option("--locked", is_flag=True, help="Refuse to build if inputs drift from the lock."),
+    click.option("--no-cache", is_flag=True, help="Ignore the stat and quantize caches."),
+    click.option(
+        "--link",
+        type=_LINK,
+        default="auto",
+        show_default=True,
+        help="How file inputs enter the store: reflink-or-copy, copy, or hard link.",
+    ),
+    click.option(
+        "--registry-cache",
+        type=click.Path(path_type=Path, file_okay=True),
+        default=None,
+        help="OCI image layout to resolve `FROM name` in (default: $MFC_REGISTRY_CACHE, "
+        "else a registry_cache/ above the Modelfile or the working directory).",
+    ),
+    click.option("--quiet", is_flag=True, help="Print only the digest (and errors)."),
+]
+
+
+def _with_common(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(_common):
+        fn = option(fn)
+    return fn
+
+
+@click.command("build")
+@click.option(
+    "-f",
+    "--file",
+    "file_",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The Modelfile (default: CONTEXT_DIR/Modelfile).",
+)
+@click.option("-t", "--tag", default=None, help="Name the result, e.g. `mymodel:1.0`.")
+@click.option("--quantize", default=None, metavar="TYPE", help="Quantize the base (e.g. Q4_K_M).")
+@_with_common
+@click.argument("context_dir", type=click.Path(path_type=Path), default=Path("."))
+def build(
+    file_: Path | None,
+    tag: str | None,
+    quantize: str | None,
+    build_args: tuple[str, ...],
+    locked: bool,
+    no_cache: bool,
+    link: str,
+    registry_cache: Path | None,
+    quiet: bool,
+    context_dir: Path,
+) -> None:
+    """Build a model image from a Modelfile; print its digest.
+
+    Paths in the Modelfile are relative to the Modelfile's directory. Writes
+    Modelfile.lock next to it.
+    """
+    modelfile = file_ if file_ is not None else context_dir / "Modelfile"
+    _run_build(modelfile, tag, build_args, locked, no_cache, quantize, link, registry_cache, quiet)
+
+
+@click.command("create")
+@click.argument("name")
+@click.option(
+    "-f",
+    "--file",
+    "file_",
+    type=click.Path(path_type=Path),
+    default=Path("Modelfile"),
+    show_default=True,
+    help="The Modelfile.",
+)
+@click.option("-q", "--quantize", default=None, metavar="TYPE", help="Quantize the base.")
+@_with_common
+def create(
+    name: str,
+    file_: Path,
+    quantize: str | None,
+    build_args: tuple[str, ...],
+    locked: bool,
+    no_cache: bool,
+    link: str,
+    registry_cache: Path | None,
+    quiet: bool,
+) -> None:
+    """Create NAME from a Modelfile (Ollama's `create`; same as `build -t NAME -f FILE`)."""
+    _run_build(file_, name, build_args, locked, no_cache, quantize, link, registry_cache, quiet)
