@@ -1,0 +1,43 @@
+"""The Modelfile front-end: parse -> syntax IR -> check -> ModelSpec; diagnostics; format."""
+
+from mfc.modelfile.check import CheckResult, check_file, check_parsed, check_text
+from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError, Severity, has_errors
+from mfc.modelfile.format import (
+    format_instruction,
+    format_modelfile,
+    quote_value,
+    render_instruction,
+)
+from mfc.modelfile.ir import Comment, Flag, Instruction, Modelfile
+from mfc.modelfile.parser import ParseResult, parse_bytes, parse_text
+from mfc.modelfile.render import diagnostics_to_json, render_human
+from mfc.modelfile.source import SourceFile
+from mfc.modelfile.span import Span
+from mfc.modelfile.spec import ModelSpec
+
+__all__ = [
+    "CheckResult",
+    "Comment",
+    "Diagnostic",
+    "DiagnosticError",
+    "Flag",
+    "Instruction",
+    "ModelSpec",
+    "Modelfile",
+    "ParseResult",
+    "Severity",
+    "SourceFile",
+    "Span",
+    "check_file",
+    "check_parsed",
+    "check_text",
+    "diagnostics_to_json",
+    "format_instruction",
+    "format_modelfile",
+    "has_errors",
+    "parse_bytes",
+    "parse_text",
+    "quote_value",
+    "render_human",
+    "render_instruction",
+]

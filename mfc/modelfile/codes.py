@@ -1,0 +1,90 @@
+"""The registry of diagnostic codes: one entry per code, grouped by phase.
+
+``MF0xx`` syntax, ``MF1xx`` semantics (this module); ``MF2xx`` resolve/build
+and ``MF3xx`` runtime are appended below by their owners. Adding a code is
+adding one ``register(...)`` line; ``docs/diagnostics.md`` documents every
+registered code (a test reads ``REGISTRY`` and checks that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mfc.modelfile.diagnostics import Diagnostic, Severity
+from mfc.modelfile.span import Span
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    code: str  # "MF102"
+    slug: str  # "unknown-parameter"
+    severity: Severity  # the default severity of diagnostics with this code
+    summary: str  # one line for docs and `--explain`-style listings
+
+    def __call__(
+        self,
+        span: Span | None,
+        message: str,
+        hint: str | None = None,
+        label: str | None = None,
+    ) -> Diagnostic:
+        """Make a diagnostic with this code (message: lower case, no period)."""
+        return Diagnostic(self.code, self.severity, message, span, hint, label)
+
+
+REGISTRY: dict[str, Code] = {}
+
+
+def register(code: str, slug: str, severity: Severity, summary: str) -> Code:
+    if code in REGISTRY:
+        raise ValueError(f"diagnostic code {code} registered twice")
+    if any(c.slug == slug for c in REGISTRY.values()):
+        raise ValueError(f"diagnostic slug {slug} registered twice")
+    entry = Code(code, slug, severity, summary)
+    REGISTRY[code] = entry
+    return entry
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+# --- MF0xx: syntax (the grammar and its lowering) --------------------------------------------
+INTERNAL_SYNTAX = register("MF000", "syntax-error", E, "the parser failed on this input (a bug)")
+UNKNOWN_INSTRUCTION = register(
+    "MF001", "unknown-instruction", E, "line does not start an instruction"
+)
+MISSING_VALUE = register("MF002", "missing-value", E, "instruction without its value")
+MISSING_SEPARATOR = register("MF003", "missing-separator", E, "no space after the instruction")
+INVALID_PARAMETER_NAME = register("MF004", "invalid-parameter-name", E, "bad PARAMETER name")
+INVALID_ROLE = register("MF005", "invalid-message-role", E, "MESSAGE role is not a known role")
+UNTERMINATED_QUOTE = register("MF006", "unterminated-quote", E, "quoted value never closes")
+EXTRA_BLANK = register("MF007", "extra-blank", E, "more than one blank before a name or role")
+INVALID_ENCODING = register("MF008", "invalid-encoding", W, "bytes that are not valid UTF-8")
+UNREADABLE_FILE = register("MF009", "unreadable-file", E, "the Modelfile cannot be read")
+
+# --- MF1xx: semantics (the checked ModelSpec) --------------------------------------------------
+MISSING_FROM = register("MF101", "missing-from", E, "no FROM instruction")
+UNKNOWN_PARAMETER = register("MF102", "unknown-parameter", E, "PARAMETER name is not an option")
+INVALID_PARAMETER_VALUE = register(
+    "MF103", "invalid-parameter-value", E, "value has the wrong type"
+)
+PARAMETER_OUT_OF_RANGE = register("MF104", "parameter-out-of-range", E, "value outside its range")
+DEPRECATED_PARAMETER = register("MF105", "deprecated-parameter", W, "parameter is ignored")
+DUPLICATE_PARAMETER = register("MF106", "duplicate-parameter", W, "parameter set twice; last wins")
+DUPLICATE_INSTRUCTION = register("MF107", "duplicate-instruction", W, "instruction given twice")
+INVALID_REQUIRES = register("MF108", "invalid-requires", E, "REQUIRES is not a semantic version")
+INVALID_TEMPLATE = register("MF109", "invalid-template", E, "TEMPLATE does not parse")
+PATH_NOT_FOUND = register("MF110", "path-not-found", E, "FROM/ADAPTER/DRAFT path does not exist")
+INVALID_ADAPTER_FLAG = register("MF111", "invalid-adapter-flag", E, "bad ADAPTER flag")
+UNSET_ARG = register("MF112", "unset-arg", E, "ARG used without a value")
+INVALID_ARG = register("MF113", "invalid-arg", E, "malformed ARG declaration")
+UNUSED_BUILD_ARG = register("MF114", "unused-build-arg", W, "--build-arg names no ARG")
+ARG_USED_BEFORE_DECLARATION = register(
+    "MF115", "arg-before-declaration", W, "`${NAME}` used above its ARG line"
+)
+EMPTY_VALUE = register("MF116", "empty-value", E, "FROM/ADAPTER/DRAFT with an empty value")
+INVALID_DIGEST = register("MF117", "invalid-digest", E, "FROM name@digest with a bad digest")
+EMPTY_STOP = register("MF118", "empty-stop", W, "empty stop sequence")
+
+# --- MF2xx: resolve/build (owned by mfc.build) -------------------------------------------------
+
+# --- MF3xx: runtime (owned by mfc.runtime) -----------------------------------------------------

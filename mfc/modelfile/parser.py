@@ -1,0 +1,395 @@
+"""Modelfile text -> syntax IR + diagnostics. Never raises for bad input.
+
+The syntax lives in ``grammar/modelfile.lark`` (Lark, LALR). That grammar is
+total — lines Ollama rejects match explicit error productions — so parsing
+never stops early; the lowering below turns each error production into a
+located diagnostic and goes on with the next line, and every error of a file
+is reported in one run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import LarkError, UnexpectedInput
+
+from mfc.modelfile import codes
+from mfc.modelfile.diagnostics import Diagnostic, has_errors
+from mfc.modelfile.ir import KEYWORDS, ROLES, Comment, Flag, Instruction, Item, Modelfile, Quote
+from mfc.modelfile.source import SourceFile
+
+GRAMMAR_NAME = "modelfile.lark"
+# Source of truth in a checkout; the packaged copy (a test keeps it identical) when installed.
+_REPO_GRAMMAR = Path(__file__).resolve().parents[2] / "grammar" / GRAMMAR_NAME
+
+
+def grammar_text() -> str:
+    if _REPO_GRAMMAR.is_file():
+        return _REPO_GRAMMAR.read_text(encoding="utf-8")
+    return resources.files("mfc").joinpath("_data", GRAMMAR_NAME).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _lark() -> Lark:
+    return Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    modelfile: Modelfile
+    diagnostics: tuple[Diagnostic, ...]
+    source: SourceFile
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+    @property
+    def instructions(self) -> tuple[Instruction, ...]:
+        return self.modelfile.instructions
+
+
+def parse_text(text: str, filename: str = "Modelfile") -> ParseResult:
+    """Parse decoded Modelfile text (line ends LF, CRLF or CR)."""
+    return _parse(SourceFile(filename, text), ())
+
+
+def parse_bytes(data: bytes, filename: str = "Modelfile") -> ParseResult:
+    """Parse raw bytes: UTF-8 (BOM skipped), or UTF-16 LE/BE when a BOM says so."""
+    text, problems = decode(data, filename)
+    return _parse(SourceFile(filename, text), problems)
+
+
+def decode(data: bytes, filename: str) -> tuple[str, tuple[Diagnostic, ...]]:
+    """Decode like Ollama (invalid bytes become U+FFFD) but say so, located."""
+    encoding = "utf-8"
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith(b"\xff\xfe"):
+        data, encoding = data[2:], "utf-16-le"
+    elif data.startswith(b"\xfe\xff"):
+        data, encoding = data[2:], "utf-16-be"
+    try:
+        return data.decode(encoding), ()
+    except UnicodeDecodeError as exc:
+        text = data.decode(encoding, errors="replace")
+        offset = len(data[: exc.start].decode(encoding, errors="replace"))
+        source = SourceFile(filename, text)
+        diag = codes.INVALID_ENCODING(
+            source.span(offset, offset + 1),
+            f"invalid {encoding.upper()} byte sequence; replaced with U+FFFD",
+            hint="save the Modelfile as UTF-8 (or UTF-16 with a byte order mark)",
+            label="not valid " + encoding.upper(),
+        )
+        return text, (diag,)
+
+
+def _parse(source: SourceFile, early: tuple[Diagnostic, ...]) -> ParseResult:
+    text = source.text
+    if text and not text.endswith(("\n", "\r")):
+        text += "\n"  # the grammar is line-based; spans are clamped to the real text
+    try:
+        tree = _lark().parse(text)
+    except (UnexpectedInput, LarkError) as exc:  # the grammar is total: this is a bug
+        offset = getattr(exc, "pos_in_stream", None) or 0
+        diag = codes.INTERNAL_SYNTAX(
+            source.span(offset, offset + 1),
+            f"the parser failed here ({type(exc).__name__})",
+            hint="please report this Modelfile as an mfc bug",
+        )
+        return ParseResult(Modelfile((), source.name), (*early, diag), source)
+    items, diags = _Lower(source).transform(tree)
+    return ParseResult(Modelfile(items, source.name), (*early, *diags), source)
+
+
+# What each keyword takes, for "needs a value" messages.
+_NEEDS = {
+    "FROM": ("a model name or a path", "FROM llama3.2"),
+    "DRAFT": ("a model name or a path", "DRAFT ./draft.gguf"),
+    "ADAPTER": ("a path to a LoRA adapter", "ADAPTER ./adapter.gguf"),
+    "PARAMETER": ("a name and a value", "PARAMETER temperature 0.7"),
+    "TEMPLATE": ("a template", 'TEMPLATE """{{ .Prompt }}"""'),
+    "SYSTEM": ("a system message", "SYSTEM You are a helpful assistant."),
+    "LICENSE": ("the license text", "LICENSE MIT"),
+    "MESSAGE": ("a role and a text", "MESSAGE user Hello!"),
+    "REQUIRES": ("a version", "REQUIRES 0.6.0"),
+    "RENDERER": ("a renderer name", "RENDERER qwen3-coder"),
+    "PARSER": ("a parser name", "PARSER qwen3-coder"),
+    "ARG": ("a variable name", "ARG BASE=llama3.2"),
+}
+
+
+def keyword_hint(word: str) -> str | None:
+    """'did you mean' for a mistyped instruction keyword (shared with docs/tests)."""
+    match = difflib.get_close_matches(word.upper(), KEYWORDS, n=1, cutoff=0.6)
+    return f"did you mean `{match[0]}`?" if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Lowered:
+    item: Item | None
+    diagnostics: tuple[Diagnostic, ...] = ()
+    unterminated: bool = False
+    bad_line: bool = False
+
+
+class _Lower(Transformer):
+    """Tree -> IR items and diagnostics (collected, never raised)."""
+
+    def __init__(self, source: SourceFile):
+        super().__init__(visit_tokens=False)
+        self.source = source
+
+    def _span(self, start: int, end: int):
+        return self.source.span(start, end)
+
+    def _tok_span(self, tok: Token):
+        return self._span(tok.start_pos, tok.end_pos)
+
+    # -- assembly ------------------------------------------------------------------------------
+    def start(self, children: list[_Lowered]) -> tuple[tuple[Item, ...], tuple[Diagnostic, ...]]:
+        items: list[Item] = []
+        diags: list[Diagnostic] = []
+        in_unterminated = False
+        for lowered in children:
+            if in_unterminated and lowered.bad_line:
+                continue  # most likely the body of the unterminated value
+            in_unterminated = lowered.unterminated or (in_unterminated and lowered.bad_line)
+            diags.extend(lowered.diagnostics)
+            if lowered.item is not None:
+                items.append(lowered.item)
+        return tuple(items), tuple(diags)
+
+    # -- comments and bad lines ----------------------------------------------------------------
+    def comment(self, children: list[Token]) -> _Lowered:
+        (tok,) = children
+        text = str(tok).rstrip(" \t")
+        return _Lowered(Comment(text, self._span(tok.start_pos, tok.start_pos + len(text))))
+
+    def bad_line(self, children: list[Token]) -> _Lowered:
+        (tok,) = children
+        text, start = str(tok), tok.start_pos
+        m = re.match(r"[A-Za-z]+", text)
+        if m and m.group().upper() in KEYWORDS:
+            keyword = m.group().upper()
+            after = text[m.end() :]
+            if not after.strip(" \t"):
+                what, example = _NEEDS[keyword]
+                diag = codes.MISSING_VALUE(
+                    self._span(start, start + m.end()),
+                    f"`{keyword}` needs {what}",
+                    hint=f"write it on the same line, e.g. `{example}`",
+                )
+            else:
+                at = start + m.end()
+                diag = codes.MISSING_SEPARATOR(
+                    self._span(at, at + 1),
+                    f"expected a space or tab after `{keyword}`",
+                    hint=f"write `{keyword} {after.strip()}`",
+                    label="space needed here",
+                )
+            return _Lowered(None, (diag,), bad_line=True)
+        word = re.match(r"[^ \t]+", text)
+        assert word is not None
+        from mfc.modelfile.params import PARAMETERS
+
+        if word.group() in PARAMETERS:
+            hint: str | None = f"to set a parameter write `PARAMETER {text.strip()}`"
+        else:
+            hint = keyword_hint(word.group()) if m and m.end() == word.end() else None
+            if hint is None:
+                hint = (
+                    "a line must start with an instruction (" + ", ".join(KEYWORDS) + "); "
+                    'if this line continues the value above, quote that value with `"""`'
+                )
+        diag = codes.UNKNOWN_INSTRUCTION(
+            self._span(start, start + word.end()),
+            f"unknown instruction `{word.group()}`",
+            hint=hint,
+            label="not an instruction",
+        )
+        return _Lowered(None, (diag,), bad_line=True)
+
+    # -- values --------------------------------------------------------------------------------
+    def _value(self, tok: Token | None, keyword_tok: Token):
+        """(value, quote, span, diagnostics, unterminated) for an optional value token."""
+        if tok is None:
+            return "", Quote.NONE, None, (), False
+        text = str(tok)
+        span = self._tok_span(tok)
+        if tok.type == "TRIPLE_QUOTED":
+            return text[3:-3], Quote.TRIPLE, span, (), False
+        if tok.type == "QUOTED":
+            return text[1:-1], Quote.DOUBLE, span, (), False
+        if tok.type == "BARE":
+            return text, Quote.NONE, span, (), False
+        # UNTERMINATED
+        delim = '"""' if text.startswith('"""') else '"'
+        body = text[len(delim) :]
+        closed_early = delim in body.rstrip(" \t") and not body.rstrip(" \t").endswith(delim)
+        hint = (
+            f"text after the closing `{delim}` keeps the value open; move it inside the quotes"
+            if closed_early
+            else f"end the value with `{delim}` as the last thing on a line"
+        )
+        diag = codes.UNTERMINATED_QUOTE(
+            self._span(tok.start_pos, tok.start_pos + len(delim)),
+            f"unterminated quoted value of `{keyword_tok.upper()}`: "
+            f"no later line ends with `{delim}`",
+            hint=hint,
+            label="opened here",
+        )
+        return None, Quote(delim), span, (diag,), True
+
+    def _instruction(self, keyword_tok: Token, rest: list[Token], **extra) -> _Lowered:
+        keyword = keyword_tok.upper()
+        value_tok = rest[-1] if rest and rest[-1].type in _VALUE_TYPES else None
+        value, quote, value_span, diags, unterminated = self._value(value_tok, keyword_tok)
+        if unterminated:
+            return _Lowered(None, diags, unterminated=True)
+        last = value_tok or (rest[-1] if rest else keyword_tok)
+        inst = Instruction(
+            keyword=keyword,
+            value=value,
+            quote=quote,
+            span=self._span(keyword_tok.start_pos, last.end_pos),
+            keyword_span=self._tok_span(keyword_tok),
+            value_span=value_span,
+            **extra,
+        )
+        return _Lowered(inst, diags)
+
+    def _simple(self, children: list[Token]) -> _Lowered:
+        return self._instruction(children[0], children[1:])
+
+    from_ = draft = template = system = license = requires = renderer = parser = arg = _simple
+
+    def adapter(self, children: list[Token]) -> _Lowered:
+        flags = tuple(self._flag(t) for t in children[1:] if t.type == "FLAG")
+        return self._instruction(children[0], children[1:], flags=flags)
+
+    def _flag(self, tok: Token) -> Flag:
+        name, eq, value = str(tok)[2:].partition("=")
+        return Flag(name, value if eq else None, self._tok_span(tok))
+
+    def _extra_blank(self, keyword_tok: Token, name_tok: Token, what: str) -> tuple:
+        gap = name_tok.start_pos - keyword_tok.end_pos
+        if gap <= 1:
+            return ()
+        diag = codes.EXTRA_BLANK(
+            self._span(keyword_tok.end_pos + 1, name_tok.start_pos),
+            f"more than one blank between `{keyword_tok.upper()}` and the {what}",
+            hint=f"write `{keyword_tok.upper()} {name_tok} …` with a single space "
+            "(Ollama reads the extra blank as an empty name)",
+            label="extra blank",
+        )
+        return (diag,)
+
+    def parameter(self, children: list[Token]) -> _Lowered:
+        kw = children[0]
+        if len(children) == 1:
+            what, example = _NEEDS["PARAMETER"]
+            diag = codes.MISSING_VALUE(
+                self._tok_span(kw), f"`PARAMETER` needs {what}", hint=f"e.g. `{example}`"
+            )
+            return _Lowered(None, (diag,))
+        second = children[1]
+        if second.type == "BAD_PARAM":
+            return _Lowered(None, (self._bad_param(second),))
+        lowered = self._instruction(
+            kw, children[2:], name=str(second), name_span=self._tok_span(second)
+        )
+        extra = self._extra_blank(kw, second, "parameter name")
+        return _Lowered(lowered.item, extra + lowered.diagnostics, lowered.unterminated)
+
+    def _bad_param(self, tok: Token) -> Diagnostic:
+        text = str(tok).rstrip(" \t")
+        start = tok.start_pos
+        if re.fullmatch(r"[A-Za-z0-9_]+", text):
+            return codes.MISSING_VALUE(
+                self._span(start, start + len(text)),
+                f"parameter `{text}` has no value",
+                hint=f"write `PARAMETER {text} <value>` on one line",
+            )
+        word = re.match(r"[^ \t]+", text)
+        assert word is not None
+        bad = word.group()
+        sep = re.search(r"[=:]", bad)
+        name = bad[: sep.start()] if sep else ""
+        if sep and re.fullmatch(r"[A-Za-z0-9_]+", name):
+            rest = text[sep.end() :].strip()
+            hint = f"separate the name and the value with a space: `PARAMETER {name} {rest}`"
+        else:
+            fixed = re.sub(r"[^A-Za-z0-9_]", "_", bad)
+            hint = "a parameter name is letters, digits and `_`"
+            from mfc.modelfile.params import PARAMETERS
+
+            if fixed in PARAMETERS:
+                hint += f"; did you mean `{fixed}`?"
+        return codes.INVALID_PARAMETER_NAME(
+            self._span(start, start + word.end()),
+            f"invalid parameter name `{bad}`",
+            hint=hint,
+            label="not a parameter name",
+        )
+
+    def message(self, children: list[Token]) -> _Lowered:
+        kw = children[0]
+        if len(children) == 1:
+            what, example = _NEEDS["MESSAGE"]
+            diag = codes.MISSING_VALUE(
+                self._tok_span(kw), f"`MESSAGE` needs {what}", hint=f"e.g. `{example}`"
+            )
+            return _Lowered(None, (diag,))
+        second = children[1]
+        roles = ", ".join(f"`{r}`" for r in ROLES)
+        if second.type == "BAD_ROLE":
+            text = str(second).rstrip(" \t")
+            start = second.start_pos
+            if re.fullmatch(r"[A-Za-z]+", text):
+                diag = codes.MISSING_VALUE(
+                    self._span(start, start + len(text)),
+                    "`MESSAGE` has a role but no text",
+                    hint=f"write `MESSAGE {text} <text>` on one line",
+                )
+            else:
+                bad = re.match(r"[^ \t]+", text).group()  # type: ignore[union-attr]
+                hint = f"the role is one of {roles}"
+                if bad.rstrip(":").lower() in ROLES:
+                    hint = f"write `MESSAGE {bad.rstrip(':').lower()} …` (no `:` after the role)"
+                diag = codes.INVALID_ROLE(
+                    self._span(start, start + len(bad)),
+                    f"invalid message role `{bad}`",
+                    hint=hint,
+                    label="not a role",
+                )
+            return _Lowered(None, (diag,))
+        role = str(second)
+        diags: tuple = self._extra_blank(kw, second, "role")
+        if role not in ROLES:
+            hint = f"the role is one of {roles}"
+            if role.lower() in ROLES:
+                hint = f"roles are lower case: did you mean `{role.lower()}`?"
+            else:
+                match = difflib.get_close_matches(role.lower(), ROLES, n=1, cutoff=0.6)
+                if match:
+                    hint = f"did you mean `{match[0]}`?"
+            diags += (
+                codes.INVALID_ROLE(
+                    self._tok_span(second),
+                    f"invalid message role `{role}`",
+                    hint=hint,
+                    label="not a role",
+                ),
+            )
+        lowered = self._instruction(kw, children[2:], role=role, name_span=self._tok_span(second))
+        return _Lowered(lowered.item, diags + lowered.diagnostics, lowered.unterminated)
+
+
+_VALUE_TYPES = frozenset({"TRIPLE_QUOTED", "QUOTED", "BARE", "UNTERMINATED"})
