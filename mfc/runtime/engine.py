@@ -320,9 +320,6 @@ class Engine:
             repeat_penalty=s.repeat_penalty,
             frequency_penalty=s.frequency_penalty,
             presence_penalty=s.presence_penalty,
-            mirostat_mode=s.mirostat,
-            mirostat_tau=s.mirostat_tau,
-            mirostat_eta=s.mirostat_eta,
             grammar=grammar,
         )
         try:

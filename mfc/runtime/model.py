@@ -139,7 +139,8 @@ def load_image(name: str, store: Any = None) -> ModelImage:
     except InvalidNameError as exc:
         raise _error("MF301", f"`{name}` is not a valid model name", str(exc)) from None
     except ModelNotFoundError as exc:
-        raise _error("MF301", f"model `{name}` not found", str(exc)) from None
+        how = str(exc).split("not found: ", 1)[-1]  # the store says where it looked
+        raise _error("MF301", f"model `{name}` not found", how) from None
 
     def text(layer: Any) -> str:
         return Path(store.blob_path(layer.digest)).read_text(encoding="utf-8")

@@ -24,9 +24,7 @@ def parameter_table() -> dict[str, Any]:
     """name -> ParamSpec, from `mfc.modelfile.params` (imported lazily: it is someone else's)."""
     from mfc.modelfile.params import PARAMETERS
 
-    if isinstance(PARAMETERS, Mapping):
-        return dict(PARAMETERS)
-    return {spec.name: spec for spec in PARAMETERS}
+    return dict(PARAMETERS)
 
 
 def table_defaults() -> dict[str, ParamValue]:
@@ -67,9 +65,6 @@ class SamplingOptions:
     num_predict: int = -1
     stop: tuple[str, ...] = ()
     num_keep: int = 4
-    mirostat: int = 0
-    mirostat_tau: float = 5.0
-    mirostat_eta: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -122,8 +117,14 @@ def resolve(
             source = CONTEXT_ENV
         except ValueError:
             warnings.append(f"ignoring {CONTEXT_ENV}={env_ctx!r}: not an integer")
-    values.update(image_params)
-    values.update(overrides or {})
+    table = parameter_table()
+    for layer in (image_params, overrides or {}):
+        for name, value in layer.items():
+            spec = table.get(name)
+            if spec is None or spec.deprecated:
+                warnings.append(f"ignoring parameter `{name}`: not a llama.cpp option mfc uses")
+            else:
+                values[name] = value
     if "num_ctx" in (overrides or {}) or "num_ctx" in image_params:
         source = "num_ctx"
     num_ctx = int(values["num_ctx"])

@@ -8,7 +8,6 @@ here: the CLI and the REPL print; the later HTTP server can reuse this.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,9 +170,10 @@ class Session:
     def ask(self, prompt: str) -> Turn:
         """Start answering `prompt` in the context of the conversation so far.
 
-        If the whole conversation no longer fits in num_ctx, the oldest turns are
-        dropped (SYSTEM and MESSAGE layers are kept) and a warning says so; a
-        prompt that does not fit on its own is an error.
+        If the conversation leaves too little room for the answer (num_predict
+        tokens, or a quarter of num_ctx), the oldest turns are dropped (SYSTEM and
+        MESSAGE layers are kept) and a warning says so; a prompt that does not
+        fit in num_ctx on its own is an error.
         """
         resolved = self.resolved()
         engine = self.engine()
@@ -181,9 +181,13 @@ class Session:
         warnings = list(resolved.warnings)
         history = list(self.history)
         dropped = 0
+        sampling = resolved.sampling()
+        # Earlier turns are dropped until the prompt leaves room for the answer.
+        room = sampling.num_predict if sampling.num_predict > 0 else engine.n_ctx // 4
+        budget = max(1, engine.n_ctx - room)
         while True:
             tokens = engine.tokenize(self.render(prompt, history))
-            if len(tokens) < engine.n_ctx or not history:
+            if len(tokens) <= budget or not history:
                 break
             history = history[2:] if len(history) >= 2 else []
             dropped += 2
@@ -203,7 +207,7 @@ class Session:
                 f"num_ctx {engine.n_ctx}"
             )
         grammar = json_grammar() if self.format == "json" else None
-        gen = engine.generate(tokens, resolved.sampling(), grammar=grammar)
+        gen = engine.generate(tokens, sampling, grammar=grammar)
         return Turn(self, prompt, gen, load_ns, warnings)
 
     # -- Modelfile view -----------------------------------------------------------
@@ -211,109 +215,91 @@ class Session:
     def modelfile(self, *, for_save: bool = False) -> str:
         """A Modelfile for this session: `/show modelfile`, and what `/save` builds.
 
-        For `/save` it starts `FROM <this model>` (so weights, adapters, template
-        and params are inherited) and adds the session's changes and the
-        conversation as MESSAGEs (after the image's own, which a MESSAGE in a
-        child Modelfile replaces, as in Ollama).
+        For `/save` it starts `FROM <this model>@<digest>` (weights, adapters,
+        template and params are inherited, from exactly the image running now)
+        and adds the session's changes, plus the conversation as MESSAGEs after
+        the image's own (a child's MESSAGEs replace the base's, as in Ollama).
         """
-        lines = [f"FROM {self.image.name}"]
-        if not for_save:
+        from mfc.store.describe import UnrepresentableError, format_number, quote
+
+        image = self.image
+        if for_save:
+            lines = [f"FROM {image.name}@{image.digest}" if image.digest else f"FROM {image.name}"]
+            params: Mapping[str, ParamValue] = self.overrides
+            template, system = self.template, self.system
+            messages = [*image.messages, *self.history] if self.history else []
+        else:
             lines = [
-                "# Modelfile for this session (mfc run); to build on it, keep this FROM line",
-                *lines,
+                "# Modelfile of this mfc run session; /save NAME builds it as a new model",
+                f"FROM {image.name}",
             ]
-            for adapter in self.image.adapters:
+            for adapter in image.adapters:
                 scale = "" if adapter.scale == 1.0 else f" --scale={adapter.scale:g}"
-                lines.append(f"# ADAPTER{scale} {adapter.path}")
-        params = dict(self.overrides) if for_save else {**self.image.params, **self.overrides}
-        for name in sorted(params):
-            for value in _values(params[name]):
-                lines.append(f"PARAMETER {name} {_param_text(value)}")
-        template = self.template if for_save else (self.template or self.image.template)
-        if template is not None:
-            lines.append(f"TEMPLATE {_quote(template)}")
-        system = self.system if for_save else self.effective_system()
-        if system is not None:
-            lines.append(f"SYSTEM {_quote(system)}")
-        messages = [*self.image.messages, *self.history]
-        if for_save and not self.history:
-            messages = []  # inherited through FROM
-        for m in messages:
-            lines.append(f"MESSAGE {m.role} {_quote(m.content)}")
-        if not for_save:
-            for text in self.image.licenses:
-                lines.append(f"LICENSE {_quote(text)}")
+                lines.append(f"# ADAPTER{scale} {adapter.path}  (inherited through FROM)")
+            params = {**image.params, **self.overrides}
+            template = self.template if self.template is not None else image.template
+            system = self.effective_system()
+            messages = [*image.messages, *self.history]
+        try:
+            for name in sorted(params):
+                for value in _values(params[name]):
+                    text = quote(value) if isinstance(value, str) else format_number(value)
+                    lines.append(f"PARAMETER {name} {text}")
+            if template is not None:
+                lines.append(f"TEMPLATE {quote(template)}")
+            if system is not None:
+                lines.append(f"SYSTEM {quote(system)}")
+            for m in messages:
+                lines.append(f"MESSAGE {m.role} {quote(m.content)}")
+            if not for_save:
+                lines.extend(f"LICENSE {quote(text)}" for text in image.licenses)
+        except UnrepresentableError as exc:
+            raise _error(
+                "MF305",
+                f"this session cannot be written as a Modelfile: {exc}",
+                'a text containing both `"""` and `"` has no Modelfile spelling',
+            ) from None
         return "\n".join(lines) + "\n"
 
     def save(self, name: str, store: Any = None) -> Any:
         """`/save NAME`: build a real model through the builder (FROM this one)."""
         from mfc.build import build_text
+        from mfc.store.store import Store
 
-        if self.image.digest == "":
+        if not self.image.digest:
             raise _error(
                 "MF304",
                 "only models from the store can be saved",
                 "build this GGUF into a model first: `mfc build -t NAME DIR`",
             )
+        store = store if store is not None else Store.from_env()
         text = self.modelfile(for_save=True)
-        return build_text(text, Path.cwd(), name, store=store)
+        return build_text(text, Path.cwd(), name, store=store, source="<mfc run /save>")
 
 
 def _values(value: ParamValue) -> tuple[Any, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _param_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    text = str(value)
-    if text == "" or any(c.isspace() or c in '"#' for c in text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
-
-
-def _quote(text: str) -> str:
-    if '"""' in text:
-        raise _error(
-            "MF305",
-            'text containing `"""` cannot be written into a Modelfile',
-            'remove the `"""` from the system prompt, template or message',
-        )
-    return f'"""{text}"""'
-
-
 def parse_parameter(name: str, words: list[str]) -> ParamValue:
     """Type a `/set parameter` value with the parameter table (the one source of types)."""
-    from mfc.modelfile import params as table_module
+    from mfc.modelfile.params import PARAMETERS, ParamValueError, parse_param_value, suggest
 
-    table = opts.parameter_table()
-    spec = table.get(name)
+    spec = PARAMETERS.get(name)
     if spec is None:
-        close = difflib.get_close_matches(name, list(table), n=1, cutoff=0.75)
+        close = suggest(name)
         raise _error(
             "MF306",
             f"unknown parameter `{name}`",
-            f"did you mean `{close[0]}`?" if close else "`/show parameters` lists them",
+            f"did you mean `{close}`?" if close else "`/show parameters` lists the model's",
         )
+    if spec.deprecated:
+        raise _error("MF306", f"parameter `{name}` is deprecated and has no effect")
     if not words:
         raise _error("MF306", f"missing a value for `{name}`", f"usage: /set parameter {name} V")
-    if getattr(spec, "repeatable", False):
-        return tuple(_parse_one(table_module, spec, w) for w in words)
-    return _parse_one(table_module, spec, " ".join(words))
-
-
-def _parse_one(table_module: Any, spec: Any, text: str) -> Any:
     try:
-        result = table_module.parse_param_value(spec, text)
-    except (ValueError, TypeError) as exc:
-        raise _error("MF306", f"invalid value for `{spec.name}`: {exc}") from None
-    if isinstance(result, DiagnosticError):
-        raise result
-    if isinstance(result, tuple) and len(result) == 2 and not isinstance(result[1], str):
-        value, problem = result
-        if problem:
-            raise _error("MF306", f"invalid value for `{spec.name}`: {problem}")
-        return value
-    return result
+        if spec.repeatable:
+            return tuple(str(parse_param_value(spec, w)) for w in words)
+        return parse_param_value(spec, " ".join(words))
+    except ParamValueError as exc:
+        raise _error("MF306", exc.message, exc.hint) from None
