@@ -1,0 +1,100 @@
+"""`mfc run` one-shot and `mfc template render`, as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MFC = [sys.executable, "-m", "mfc"]
+
+
+def mfc(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [*MFC, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def counter(fixture_models: dict[str, Path]) -> str:
+    return str(fixture_models["counter-f32.gguf"])
+
+
+def test_run_prompt_argument_streams_answer(counter: str, mfc_home: Path) -> None:
+    # A bare GGUF has no params layer, so Ollama's defaults apply (temperature
+    # 0.8, top_p 0.9): the counter's successor alone holds > 0.98 of the
+    # probability, so top_p keeps only it and the answer is still certain.
+    result = mfc("run", counter, "abc", env={"MFC_MODELS": str(mfc_home)}, stdin="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "defghijklmnopqrstuvwxyz\n"
+
+
+def test_run_reads_piped_stdin(counter: str) -> None:
+    result = mfc("run", counter, stdin="klm\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "nopqrstuvwxyz\n"
+
+
+def test_run_verbose_prints_ollama_stats(counter: str) -> None:
+    result = mfc("run", counter, "abc", "--verbose", stdin="")
+    assert result.returncode == 0, result.stderr
+    labels = [line.split(":")[0] for line in result.stderr.splitlines()]
+    assert labels == [
+        "total duration",
+        "load duration",
+        "prompt eval count",
+        "prompt eval duration",
+        "prompt eval rate",
+        "eval count",
+        "eval duration",
+        "eval rate",
+    ]
+    assert "eval count:           23 token(s)" in result.stderr
+
+
+def test_run_format_json(counter: str) -> None:
+    result = mfc("run", counter, "abc", "--format", "json", "--keepalive", "5m", stdin="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("{")
+
+
+def test_missing_model_is_a_clear_error(mfc_home: Path) -> None:
+    result = mfc("run", "nosuch", "hi", env={"MFC_MODELS": str(mfc_home)}, stdin="")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "error[MF301]: model `nosuch` not found" in result.stderr
+    assert str(mfc_home) in result.stderr  # what was searched
+    assert "mfc build" in result.stderr  # how to get one
+
+
+def test_template_render_prints_exact_prompt(counter: str, snapshot) -> None:
+    result = mfc(
+        "template",
+        "render",
+        counter,
+        "--system",
+        "sys",
+        "--message",
+        "user:abc",
+        "--message",
+        "assistant:def",
+        "--prompt",
+        "ghi",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "<s>[system]sys\n[user]abc\n[assistant]def\n[user]ghi"
+    assert result.stdout == snapshot
+
+
+def test_template_render_rejects_bad_message(counter: str) -> None:
+    result = mfc("template", "render", counter, "--message", "robot:hi")
+    assert result.returncode == 2
+    assert "ROLE:TEXT" in result.stderr
