@@ -1,0 +1,48 @@
+"""Template errors, as data the front-end and the runtime can locate.
+
+Exception tree::
+
+    TemplateError
+    ├── TemplateSyntaxError   bad Go template (from ``translate_go``); has line/column
+    └── TemplateRenderError   any failure while rendering; names the template's origin
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Syntax = Literal["go", "jinja"]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateProblem:
+    """The first problem found in a template; line/column are 1-based, relative to the text."""
+
+    message: str
+    line: int
+    column: int
+    syntax: Syntax
+
+
+class TemplateError(Exception):
+    """Base class of every error raised by ``mfc.template``."""
+
+
+class TemplateSyntaxError(TemplateError):
+    def __init__(self, message: str, line: int, column: int):
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(f"{line}:{column}: {message}")
+
+
+class TemplateRenderError(TemplateError):
+    """Rendering failed; ``str(err)`` reads ``<origin>[ line N]: <what went wrong>``."""
+
+    def __init__(self, origin: str, message: str, line: int | None = None):
+        self.origin = origin
+        self.message = message
+        self.line = line
+        where = origin if line is None else f"{origin} (template line {line})"
+        super().__init__(f"template error in {where}: {message}")
