@@ -15,8 +15,11 @@ $(VENV)/.llama-installed: tools/install_llama.py | $(PY)
 	$(PY) tools/install_llama.py
 	touch $@
 
+# The smoke check runs a Q8_0 fixture through a multi-token batch: a llama.cpp built with
+# kernels the OS cannot run (the AMX trap) fails here, at install time, not on a user's first model.
 $(VENV)/.mfc-installed: pyproject.toml $(VENV)/.llama-installed
 	$(PY) -m pip install --quiet -e .
+	$(PY) -m mfc.testing.smoke
 	touch $@
 
 $(VENV)/.mfc-test-installed: pyproject.toml $(VENV)/.mfc-installed
@@ -45,6 +48,9 @@ fmt: install-test
 	$(VENV)/bin/ruff check --fix .
 
 # Regenerate the committed registry_cache/ from the fixture models (byte-identical when unchanged).
+fixtures: install
+	$(PY) -m mfc.testing.fixtures build/fixtures
+
 registry-cache: install
 	$(PY) -m mfc.testing.registry_cache registry_cache
 
