@@ -121,7 +121,7 @@ def list_(as_json: bool) -> None:
 @click.option("--json", "what", flag_value="json", help="Everything, as JSON.")
 def show(name: str, what: str | None) -> None:
     """Show a model's details."""
-    from mfc.store.describe import describe, format_number, quote, render_modelfile
+    from mfc.store.describe import describe, format_number, render_modelfile
 
     store = _store()
     with _errors():
@@ -138,15 +138,14 @@ def show(name: str, what: str | None) -> None:
     elif what == "license":
         click.echo("\n\n".join(d.licenses))
     elif what == "parameters":
-        click.echo(_param_block(d.params, format_number, quote, indent=""), nl=False)
+        click.echo(_param_block(d.params, format_number, indent=""), nl=False)
     else:
-        click.echo(_details(d, format_number, quote), nl=False)
+        click.echo(_details(d, format_number), nl=False)
 
 
 def _param_block(
     params: dict[str, Any],
     fmt: Callable[[Any], str],
-    quote: Callable[[str], str],
     indent: str,
 ) -> str:
     rows = []
@@ -165,7 +164,7 @@ def _section(title: str, rows: list[tuple[str, str]]) -> str:
     return f"  {title}\n{body}\n"
 
 
-def _details(d: Any, fmt: Callable[[Any], str], quote: Callable[[str], str]) -> str:
+def _details(d: Any, fmt: Callable[[Any], str]) -> str:
     def show_value(v: Any) -> str:
         return "-" if v is None else str(v)
 
@@ -183,12 +182,12 @@ def _details(d: Any, fmt: Callable[[Any], str], quote: Callable[[str], str]) -> 
         rows = [(a.digest.split(":", 1)[1][:12], f"scale {fmt(a.scale)}") for a in d.adapters]
         out += _section("Adapters", rows)
     if d.params:
-        out += "  Parameters\n" + _param_block(d.params, fmt, quote, indent="    ") + "\n"
+        out += "  Parameters\n" + _param_block(d.params, fmt, indent="    ") + "\n"
     if d.system:
         out += "  System\n" + _excerpt(d.system) + "\n"
     for text in d.licenses:
         out += "  License\n" + _excerpt(text) + "\n"
-    return out
+    return out.rstrip("\n") + "\n"
 
 
 def _excerpt(text: str, lines: int = 2) -> str:

@@ -148,29 +148,16 @@ def describe(store: Store, name: ModelName | str) -> ModelDetails:
 
 
 class UnrepresentableError(StoreError):
-    """A value the Modelfile syntax cannot quote (contains both `\"\"\"` and a bare `\"`)."""
+    """A layer value no Modelfile quoting can hold (Modelfiles have no escapes)."""
 
 
-def quote(value: str) -> str:
-    """Ollama's quoting: bare when the line stands alone, else `"…"` or `\"\"\"…\"\"\"`.
+def _line(keyword: str, value: str, **kw: Any) -> str:
+    from mfc.modelfile.format import UnrepresentableValue, render_instruction
 
-    Minimal on purpose; mfc.modelfile.format owns the canonical formatter.
-    """
-    needs = (
-        value == ""
-        or "\n" in value
-        or "\r" in value
-        or value != value.strip()
-        or value.startswith('"')
-        or value.startswith("#")
-    )
-    if not needs:
-        return value
-    if '"""' not in value and not value.endswith('"'):
-        return '"""' + value + '"""'
-    if '"' not in value:
-        return '"' + value + '"'
-    raise UnrepresentableError(f"cannot quote {value!r} in Modelfile syntax")
+    try:
+        return render_instruction(keyword, value, **kw)
+    except (UnrepresentableValue, ValueError) as exc:
+        raise UnrepresentableError(f"cannot write {keyword} {value[:40]!r}…: {exc}") from None
 
 
 def format_number(value: int | float) -> str:
@@ -190,8 +177,8 @@ def _param_lines(params: dict[str, Any]) -> list[str]:
         value = params[key]
         values = value if isinstance(value, list) else [value]
         for v in values:
-            text = format_number(v) if isinstance(v, (int, float)) else quote(str(v))
-            lines.append(f"PARAMETER {key} {text}")
+            text = format_number(v) if isinstance(v, (int, float)) else str(v)
+            lines.append(_line("PARAMETER", text, name=key))
     return lines
 
 
@@ -199,7 +186,8 @@ def render_modelfile(store: Store, details: ModelDetails) -> str:
     """A Modelfile that, built again, gives the same model (same digest).
 
     FROM names the model blob by path (its digest is in the file name); every
-    other layer's content is written out.
+    other layer's content is written out, quoted by ``mfc.modelfile.format``;
+    build args recorded in the config come back as ``ARG NAME=value``.
     """
     m = details.manifest
     model = m.layer(mt.MODEL)
@@ -208,24 +196,29 @@ def render_modelfile(store: Store, details: ModelDetails) -> str:
         f"# To build a new model based on this one, replace FROM with: FROM {details.name.display}",
         "",
     ]
+    mfc_meta = details.config.get("mfc")
+    build_args = mfc_meta.get("build_args") if isinstance(mfc_meta, dict) else None
+    if isinstance(build_args, dict):
+        for key in sorted(build_args):
+            lines.append(_line("ARG", f"{key}={build_args[key]}"))
     if model is not None:
-        lines.append(f"FROM {store.blob_path(model.digest)}")
+        lines.append(_line("FROM", str(store.blob_path(model.digest))))
     for layer in m.layers_of(mt.PROJECTOR):
-        lines.append(f"# projector {layer.digest} is not expressible in a Modelfile")
+        lines.append(f"# projector {layer.digest} cannot be written as a Modelfile instruction")
     for a in details.adapters:
-        scale = "" if a.scale == 1.0 else f"--scale={format_number(a.scale)} "
-        lines.append(f"ADAPTER {scale}{store.blob_path(a.digest)}")
+        flags = () if a.scale == 1.0 else (f"--scale={format_number(a.scale)}",)
+        lines.append(_line("ADAPTER", str(store.blob_path(a.digest)), flags=flags))
     if details.template is not None:
-        lines.append(f"TEMPLATE {quote(details.template)}")
+        lines.append(_line("TEMPLATE", details.template))
     if details.system is not None:
-        lines.append(f"SYSTEM {quote(details.system)}")
+        lines.append(_line("SYSTEM", details.system))
     lines.extend(_param_lines(details.params))
     for message in details.messages:
-        lines.append(f"MESSAGE {message.get('role', '')} {quote(message.get('content', ''))}")
+        lines.append(_line("MESSAGE", message.get("content", ""), role=message.get("role", "user")))
     for text in details.licenses:
-        lines.append(f"LICENSE {quote(text)}")
+        lines.append(_line("LICENSE", text))
     for key, instruction in _EXTRA_INSTRUCTIONS:
         value = details.config.get(key)
         if isinstance(value, str) and value:
-            lines.append(f"{instruction} {quote(value)}")
+            lines.append(_line(instruction, value))
     return "\n".join(lines) + "\n"
