@@ -284,7 +284,7 @@ class _Checker:
 
     # -- per instruction -------------------------------------------------------------------------
     def check_ref(self, inst: Instruction, value: str, kw: str) -> str:
-        if not value.strip():
+        if not inst.value.strip():
             self.add(
                 codes.EMPTY_VALUE(
                     inst.keyword_span,
@@ -327,7 +327,7 @@ class _Checker:
             codes.PATH_NOT_FOUND(
                 inst.value_span,
                 f"`{value}` does not exist",
-                hint=f"{kw} paths are relative to the Modelfile's directory ({self.base_dir})",
+                hint=f"{kw} paths are relative to the Modelfile's directory; `~` is your home",
                 label="no such file or directory",
             )
         )
@@ -365,7 +365,7 @@ class _Checker:
                         hint="e.g. `ADAPTER --scale=0.5 ./adapter.gguf`",
                     )
                 )
-        if not value.strip():
+        if not inst.value.strip():
             self.add(
                 codes.EMPTY_VALUE(
                     inst.keyword_span,

@@ -176,7 +176,12 @@ class _Lower(Transformer):
         (tok,) = children
         text, start = str(tok), tok.start_pos
         m = re.match(r"[A-Za-z]+", text)
-        if m and m.group().upper() in KEYWORDS:
+        glued = (
+            m is not None
+            and m.end() < len(text)
+            and (text[m.end()].isalnum() or text[m.end()] == "_")
+        )
+        if m and m.group().upper() in KEYWORDS and not glued:
             keyword = m.group().upper()
             after = text[m.end() :]
             if not after.strip(" \t"):
@@ -202,7 +207,7 @@ class _Lower(Transformer):
         if word.group() in PARAMETERS:
             hint: str | None = f"to set a parameter write `PARAMETER {text.strip()}`"
         else:
-            hint = keyword_hint(word.group()) if m and m.end() == word.end() else None
+            hint = keyword_hint(word.group()) if m else None
             if hint is None:
                 hint = (
                     "a line must start with an instruction (" + ", ".join(KEYWORDS) + "); "
