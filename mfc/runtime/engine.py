@@ -13,6 +13,7 @@ so tests can prove the rule holds.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import queue
 import threading
 import time
@@ -126,17 +127,21 @@ class Generation:
                 self.cancel()
 
     def cancel(self) -> None:
-        """Stop after the current token and wait until the worker is free again."""
+        """Stop after the current token and wait until the worker is free again.
+
+        The answer counts as cancelled even if the worker had already finished:
+        the caller stopped reading, so nobody saw the rest of it.
+        """
         self.cancel_event.set()
         while not self._done:
             kind, value = self._chunks.get()
-            if kind == "text":
-                self.text += value
-            elif kind == "done":
+            if kind == "done":
                 self.stats = value
                 self._done = True
             elif kind == "error":
                 self._done = True
+        if self.stats is not None and self.stats.done_reason != "cancel":
+            self.stats = dataclasses.replace(self.stats, done_reason="cancel")
 
     def result(self) -> str:
         """Run to the end (no streaming) and return the whole text."""

@@ -220,7 +220,8 @@ class Session:
         and adds the session's changes, plus the conversation as MESSAGEs after
         the image's own (a child's MESSAGEs replace the base's, as in Ollama).
         """
-        from mfc.store.describe import UnrepresentableError, format_number, quote
+        from mfc.modelfile.format import UnrepresentableValue, render_instruction
+        from mfc.modelfile.params import format_param_value
 
         image = self.image
         if for_save:
@@ -243,21 +244,21 @@ class Session:
         try:
             for name in sorted(params):
                 for value in _values(params[name]):
-                    text = quote(value) if isinstance(value, str) else format_number(value)
-                    lines.append(f"PARAMETER {name} {text}")
+                    text = format_param_value(value)
+                    lines.append(render_instruction("PARAMETER", text, name=name))
             if template is not None:
-                lines.append(f"TEMPLATE {quote(template)}")
+                lines.append(render_instruction("TEMPLATE", template))
             if system is not None:
-                lines.append(f"SYSTEM {quote(system)}")
+                lines.append(render_instruction("SYSTEM", system))
             for m in messages:
-                lines.append(f"MESSAGE {m.role} {quote(m.content)}")
+                lines.append(render_instruction("MESSAGE", m.content, role=m.role))
             if not for_save:
-                lines.extend(f"LICENSE {quote(text)}" for text in image.licenses)
-        except UnrepresentableError as exc:
+                lines.extend(render_instruction("LICENSE", text) for text in image.licenses)
+        except (UnrepresentableValue, ValueError) as exc:
             raise _error(
                 "MF305",
                 f"this session cannot be written as a Modelfile: {exc}",
-                'a text containing both `"""` and `"` has no Modelfile spelling',
+                "Modelfiles have no escapes; change the text that cannot be quoted",
             ) from None
         return "\n".join(lines) + "\n"
 
