@@ -215,6 +215,10 @@ class Builder:
                 )
             )
         quantize = self.opts.quantize if top_level else None
+        if quantize is not None:
+            from mfc.build.quantize import normalize_type
+
+            quantize = normalize_type(quantize) or quantize  # unknown: MF212 below
         with self.store.building():
             base = self._resolve_from(spec, base_dir, name, _stack)
             model_layers, info = base.layers_of_model(), base.info

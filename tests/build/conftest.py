@@ -1,4 +1,4 @@
-"""Helpers for builder tests: a workspace with copies of the fixture models, specs, stores."""
+"""Fixtures for builder tests: a workspace with copies of the fixture models, a store."""
 
 from __future__ import annotations
 
@@ -8,40 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mfc.modelfile.span import Span
-from mfc.modelfile.spec import AdapterRef, BaseRef, Message, ModelSpec, Param, ParamValue, Text
 from mfc.store.store import Store
-
-
-def span(line: int, file: str = "Modelfile", width: int = 10) -> Span:
-    return Span(file, line, 1, line, 1 + width)
-
-
-def make_spec(
-    base: str,
-    *,
-    adapters: tuple[tuple[str, float], ...] = (),
-    params: dict[str, ParamValue] | None = None,
-    template: str | None = None,
-    system: str | None = None,
-    licenses: tuple[str, ...] = (),
-    messages: tuple[tuple[str, str], ...] = (),
-    build_args: dict[str, str] | None = None,
-    source: str = "Modelfile",
-) -> ModelSpec:
-    """A checked Modelfile as the front-end would produce it; line N+1 is instruction N."""
-    line = iter(range(1, 1000))
-    return ModelSpec(
-        source=source,
-        base=BaseRef(base, span(next(line), source)),
-        adapters=tuple(AdapterRef(p, s, span(next(line), source)) for p, s in adapters),
-        parameters=tuple(Param(k, v, span(next(line), source)) for k, v in (params or {}).items()),
-        template=Text(template, span(next(line), source)) if template is not None else None,
-        system=Text(system, span(next(line), source)) if system is not None else None,
-        licenses=tuple(Text(t, span(next(line), source)) for t in licenses),
-        messages=tuple(Message(r, c, span(next(line), source)) for r, c in messages),
-        build_args=tuple(sorted((build_args or {}).items())),
-    )
 
 
 @pytest.fixture

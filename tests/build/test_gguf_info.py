@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
+from build_helpers import write_split
 
 from mfc.build.gguf_info import (
     GGUFFormatError,
@@ -104,22 +104,6 @@ def test_file_type_names() -> None:
     assert file_type_name(15) == "Q4_K_M"
     assert file_type_name(32) == "BF16"
     assert file_type_name(9999) == "unknown(9999)"
-
-
-def write_split(directory: Path, stem: str = "m") -> list[Path]:
-    """A real 3-shard split GGUF set written by gguf-py's splitting writer."""
-    directory.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(directory / f"{stem}.gguf", "llama", split_max_tensors=1)
-    w.add_context_length(64)
-    w.add_embedding_length(8)
-    w.add_tensor("token_embd.weight", np.zeros((10, 8), dtype=np.float32))
-    w.add_tensor("blk.0.attn_q.weight", np.ones((8, 8), dtype=np.float32))
-    w.add_tensor("output.weight", np.ones((10, 8), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return sorted(directory.glob(f"{stem}-*-of-*.gguf"))
 
 
 def test_split_sets(tmp_path: Path) -> None:
