@@ -39,6 +39,12 @@ _SEMVER = re.compile(
 )
 _SINGLE = ("FROM", "DRAFT", "TEMPLATE", "SYSTEM", "REQUIRES", "RENDERER", "PARSER")
 ADAPTER_FLAGS = ("scale",)
+_TEMPLATE_HINT = {
+    "go": "read as an Ollama Go template: actions are `{{ .Prompt }}`, "
+    "`{{ if .System }}…{{ end }}`, `{{ range .Messages }}…{{ end }}`",
+    "jinja": "read as a Jinja2 template: `{{ messages }}`, `{% for m in messages %}…{% endfor %}`",
+    "": "TEMPLATE takes a Go template (`{{ .Prompt }}`) or Jinja2 (`{{ messages }}`)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +477,7 @@ class _Checker:
             codes.INVALID_TEMPLATE(
                 self.span_in_value(inst, offset, max(end, offset)),
                 f"template error: {problem.message}",
-                hint="TEMPLATE takes a Go template (`{{ .Prompt }}`) or Jinja2 (`{{ messages }}`)",
+                hint=_TEMPLATE_HINT.get(getattr(problem, "syntax", ""), _TEMPLATE_HINT[""]),
             )
         )
 

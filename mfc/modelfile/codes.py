@@ -86,5 +86,22 @@ INVALID_DIGEST = register("MF117", "invalid-digest", E, "FROM name@digest with a
 EMPTY_STOP = register("MF118", "empty-stop", W, "empty stop sequence")
 
 # --- MF2xx: resolve/build (owned by mfc.build) -------------------------------------------------
+NOT_GGUF = register("MF201", "not-gguf", E, "input is not a readable GGUF (or truncated)")
+UNRESOLVED_FROM = register("MF202", "unresolved-from", E, "FROM matches no file, model or image")
+DIGEST_MISMATCH = register("MF203", "digest-mismatch", E, "FROM name@sha256 digest differs")
+BUILD_CYCLE = register("MF204", "build-cycle", E, "Modelfiles build FROM each other in a cycle")
+INPUT_NOT_FOUND = register("MF205", "input-not-found", E, "FROM/ADAPTER file missing or unreadable")
+AMBIGUOUS_DIRECTORY = register("MF206", "ambiguous-directory", E, "directory has 0 or 2+ GGUFs")
+SPLIT_INCOMPLETE = register("MF207", "split-incomplete", E, "split GGUF set missing a shard")
+FROM_ADAPTER = register("MF208", "from-adapter", E, "FROM names a LoRA adapter, not a model")
+BAD_ADAPTER = register("MF209", "bad-adapter", E, "ADAPTER does not fit the base model")
+LOCK_DRIFT = register("MF210", "lock-drift", E, "--locked: inputs differ from Modelfile.lock")
+LOCK_MISSING = register("MF211", "lock-missing", E, "--locked without a usable Modelfile.lock")
+BAD_QUANTIZE = register("MF212", "bad-quantize", E, "--quantize type unknown or base not float")
+QUANTIZE_FAILED = register("MF213", "quantize-failed", E, "llama.cpp's quantizer failed")
+INVALID_TAG = register("MF214", "invalid-tag", E, "the -t / create NAME is not a valid name")
+SELF_REFERENCE = register("MF215", "self-reference", E, "FROM names the model being built")
+BAD_BASE = register("MF216", "bad-base", E, "base image unusable (missing blobs, no model layer)")
+DRAFT_IGNORED = register("MF217", "draft-ignored", W, "DRAFT is not built into the image yet")
 
 # --- MF3xx: runtime (owned by mfc.runtime) -----------------------------------------------------
