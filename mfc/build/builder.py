@@ -418,6 +418,8 @@ class Builder:
             from mfc.build.frontend import check_file
 
             spec, warnings = check_file(key, self.opts.build_args)
+            # the build args are the top-level build's; a dependency need not use them
+            warnings = tuple(d for d in warnings if d.code != "MF114")
             result = self.build_spec(
                 spec,
                 key.parent,

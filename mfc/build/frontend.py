@@ -8,37 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError, has_errors
+from mfc.modelfile.check import CheckResult
+from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError
 from mfc.modelfile.spec import ModelSpec
 
 
-def _split(result: Any) -> tuple[ModelSpec | None, tuple[Diagnostic, ...]]:
-    if isinstance(result, ModelSpec):
-        return result, ()
-    spec, diagnostics = result
-    return spec, tuple(diagnostics)
-
-
-def _finish(result: Any) -> tuple[ModelSpec, tuple[Diagnostic, ...]]:
-    spec, diagnostics = _split(result)
-    if spec is None or has_errors(diagnostics):
-        raise DiagnosticError(diagnostics)
-    return spec, tuple(d for d in diagnostics if not d.is_error)
+def _finish(result: CheckResult) -> tuple[ModelSpec, tuple[Diagnostic, ...]]:
+    if result.spec is None or not result.ok:
+        raise DiagnosticError(result.diagnostics)
+    return result.spec, result.diagnostics
 
 
 def check_file(
     path: Path, build_args: Mapping[str, str]
 ) -> tuple[ModelSpec, tuple[Diagnostic, ...]]:
-    from mfc.modelfile import check_file as _check_file
+    from mfc.modelfile.check import check_file as _check_file
 
     return _finish(_check_file(path, build_args=dict(build_args)))
 
 
 def check_text(
-    text: str, source: str, build_args: Mapping[str, str]
+    text: str, source: str, build_args: Mapping[str, str], base_dir: Path | None = None
 ) -> tuple[ModelSpec, tuple[Diagnostic, ...]]:
-    from mfc.modelfile import check_text as _check_text
+    from mfc.modelfile.check import check_text as _check_text
 
-    return _finish(_check_text(text, source, build_args=dict(build_args)))
+    return _finish(_check_text(text, source, build_args=dict(build_args), base_dir=base_dir))

@@ -19,20 +19,18 @@ _LINK = click.Choice(["auto", "copy", "hard"])
 
 
 def _render(diagnostics: Iterable[Diagnostic]) -> str:
-    try:
-        from mfc.modelfile.render import render_diagnostics  # the front-end's renderer
-    except ImportError:
-        return "".join(_render_plain(d) for d in diagnostics)
-    return render_diagnostics(list(diagnostics))
+    """The front-end's rendering (source line, caret, help), reading each cited file once."""
+    from mfc.modelfile.parser import parse_bytes
+    from mfc.modelfile.render import render_human
 
-
-def _render_plain(d: Diagnostic) -> str:
-    where = f"{d.span.file}:{d.span.line}:{d.span.column}: " if d.span else ""
-    out = f"{where}{d.severity.value}[{d.code}]: {d.message}\n"
-    if d.hint:
-        lines = d.hint.splitlines()
-        out += f"  help: {lines[0]}\n" + "".join(f"  {line}\n" for line in lines[1:])
-    return out
+    diags = list(diagnostics)
+    sources = {}
+    for name in {d.span.file for d in diags if d.span is not None}:
+        try:
+            sources[name] = parse_bytes(Path(name).read_bytes(), name).source
+        except OSError:
+            continue
+    return render_human(diags, sources)
 
 
 def _parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
