@@ -30,6 +30,7 @@ from mfc.template.sandbox import compile_go, compile_hf
 _GO_ACTION = re.compile(
     r"\{\{-?\s*(?:[.$(]|/\*|(?:if|else|end|range|with|define|template|block|break|continue"
     r"|and|or|not|eq|ne|lt|le|gt|ge|len|index|slice|json|print|printf|println)(?![\w(]))"
+    r"|\{\{[^}]*?\s\.[A-Z]"  # ` .Field` inside an action: Go (Jinja would write `x.field`)
 )
 
 
@@ -41,9 +42,16 @@ def detect_syntax(text: str) -> Syntax:
         return "go"
     try:
         go_parse.parse(text)
-    except TemplateSyntaxError:
-        return "jinja"
-    return "go"
+    except TemplateSyntaxError as exc:
+        go_error = exc
+    else:
+        return "go"
+    try:
+        compile_hf(text)
+    except jinja2.TemplateSyntaxError:
+        # broken either way: `{{ name … }}` reads as Jinja, anything else as Ollama's Go
+        return "jinja" if go_error.message.startswith("function `") else "go"
+    return "jinja"
 
 
 def translate_go(text: str) -> str:
@@ -78,9 +86,9 @@ def check_template(text: str) -> TemplateProblem | None:
         compile_hf(text)
     except jinja2.TemplateSyntaxError as exc:
         line = exc.lineno or 1
-        return TemplateProblem(
-            exc.message or "invalid Jinja2 template", line, _jinja_column(text, line), "jinja"
-        )
+        message = exc.message or "invalid Jinja2 template"
+        message = message[:1].lower() + message[1:]
+        return TemplateProblem(message, line, _jinja_column(text, line), "jinja")
     return None
 
 

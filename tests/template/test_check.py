@@ -1,0 +1,112 @@
+"""Syntax detection and `check_template`: the first problem, located (1-based line/column)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mfc.template import TemplateSyntaxError, check_template, detect_syntax, translate_go
+
+# (id, Go template, message fragment, line, column)
+GO_ERRORS = [
+    ("unknown-function", "{{ foo .X }}", "function `foo` is not defined", 1, 4),
+    ("undefined-variable", "ok\n  {{ $x }}", "undefined variable `$x`", 2, 6),
+    (
+        "var-out-of-scope",
+        "{{ if true }}{{ $x := 1 }}{{ end }}{{ $x }}",
+        "undefined variable `$x`",
+        1,
+        39,
+    ),
+    ("missing-end", "{{ if .X }}\nyes", "unexpected EOF", 2, 4),
+    ("stray-end", "a\n{{ end }}", "unexpected `{{end}}`", 2, 4),
+    ("stray-else", "{{ else }}", "unexpected `{{else}}`", 1, 4),
+    ("unclosed-action", "x {{ .Prompt", "unclosed action", 1, 3),
+    ("unclosed-action-newline", "x {{ .Prompt\n", "unclosed action", 1, 3),
+    ("bad-brace", "{{ .A } }}", 'unexpected "}" in operand', 1, 7),
+    ("unterminated-string", '{{ "abc }}', "unterminated quoted string", 1, 4),
+    ("bad-char", "{{ .A @ }}", "unrecognized character in action", 1, 7),
+    ("break-outside-range", "{{ break }}", "{{break}} outside {{range}}", 1, 4),
+    ("missing-if-value", "{{ if }}x{{ end }}", "missing value for if", 1, 7),
+    ("define-unsupported", '{{ define "x" }}{{ end }}', "`define` is not supported", 1, 4),
+    ("unclosed-comment", "{{/* abc", "unclosed comment", 1, 1),
+    ("comment-not-closed-right", "{{/* a */ x}}", "comment ends before closing delimiter", 1, 8),
+    ("dot-after-literal", '{{ .X "a".B }}', "unexpected . after term", 1, 7),
+    ("non-executable-stage", "{{ .A | 3 }}", "non executable command in pipeline stage 2", 1, 9),
+    ("too-many-decl", "{{ if $a, $b := .X }}{{ end }}", "too many declarations in if", 1, 9),
+    ("right-paren", "{{ .A) }}", "unexpected right paren", 1, 6),
+    (
+        "else-after-else",
+        "{{ if .A }}{{ else }}{{ else }}{{ end }}",
+        "expected end; found {{else}}",
+        1,
+        25,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line", "column"),
+    [e[1:] for e in GO_ERRORS],
+    ids=[e[0] for e in GO_ERRORS],
+)
+def test_go_errors_are_located(text: str, fragment: str, line: int, column: int) -> None:
+    with pytest.raises(TemplateSyntaxError) as err:
+        translate_go(text)
+    assert fragment in err.value.message
+    assert (err.value.line, err.value.column) == (line, column)
+    problem = check_template(text)
+    assert problem is not None
+    assert problem.syntax == "go"
+    assert (problem.message, problem.line, problem.column) == (err.value.message, line, column)
+
+
+@pytest.mark.parametrize(
+    ("text", "syntax"),
+    [
+        ("{{ .Prompt }}", "go"),
+        ("{{- if .System }}x{{ end }}", "go"),
+        ("{{ $x := 1 }}", "go"),
+        ("{{/* c */}}", "go"),
+        ("{{ range .Messages }}{{ end }}", "go"),
+        ("{{ json .Tools }}", "go"),
+        ("no actions at all", "go"),
+        ("{% for m in messages %}{{ m.content }}{% endfor %}", "jinja"),
+        ("{{ bos_token }}{{ messages[0]['content'] }}", "jinja"),
+        ("{{ messages }}", "jinja"),
+        ("{# comment #}{{ .Prompt }}", "jinja"),
+    ],
+)
+def test_detect_syntax(text: str, syntax: str) -> None:
+    assert detect_syntax(text) == syntax
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ .Prompt }}",
+        "{{ if .System }}{{ .System }}{{ end }}{{ .Prompt }}",
+        "{% for m in messages %}{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}>{% endif %}",
+        "",
+    ],
+)
+def test_valid_templates_have_no_problem(text: str) -> None:
+    assert check_template(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line", "column"),
+    [
+        ("{% for m in messages %}\n  {{ m.content }}\n", "endfor", 2, 3),
+        ("line one\n  {% if x %}{% endfor %}", "endfor", 2, 3),
+        ("{{ messages | nosuchfilter }}", "nosuchfilter", 1, 1),
+        ("{{ messages }}\n{% if %}", "expected an expression", 2, 1),
+        ("{% if x %}\n{{ x + }}\n{% endif %}", "unexpected", 2, 1),
+    ],
+)
+def test_jinja_errors_are_located(text: str, fragment: str, line: int, column: int) -> None:
+    problem = check_template(text)
+    assert problem is not None
+    assert problem.syntax == "jinja"
+    assert fragment in problem.message
+    assert (problem.line, problem.column) == (line, column)
