@@ -1,0 +1,74 @@
+"""`mfc show --modelfile` prints a Modelfile that the real builder turns into the same model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mfc.cli.main import cli
+from mfc.store import Store
+
+CASES = {
+    "plain": "",
+    "awkward-text": (
+        'TEMPLATE """{{ if .System }}<|sys|>{{ .System }}\n{{ end }}"{{ .Prompt }}"\n"""\n'
+        'SYSTEM "  leading and trailing blanks  "\n'
+        'MESSAGE user """multi\nline "quoted" message"""\n'
+        "MESSAGE assistant ok\n"
+        'LICENSE """MIT\n\nsecond paragraph"""\n'
+        "LICENSE Apache-2.0\n"
+    ),
+    "parameters": (
+        "PARAMETER temperature 0.25\n"
+        "PARAMETER min_p 0.00001\n"
+        "PARAMETER seed 1000000\n"
+        "PARAMETER num_ctx 256\n"
+        'PARAMETER stop "<|im_end|>"\n'
+        'PARAMETER stop " User:"\n'
+        "PARAMETER stop '\n"
+    ),
+    "adapters": "ADAPTER --scale=0.5 {lora_shift}\nADAPTER {lora_constant}\n",
+    "build-args": "ARG WHO=counter\nSYSTEM you are ${{WHO}}\n",
+}
+
+
+def _build(path: Path, tag: str) -> str:
+    result = CliRunner().invoke(cli, ["build", "--quiet", "-t", tag, str(path)])
+    assert result.exit_code == 0, result.output
+    return Store.from_env().read_manifest(tag).digest
+
+
+_BUILD_ARGS_IN_CONFIG = pytest.mark.xfail(
+    reason="the builder records used ARG values in the config; the printed `ARG WHO=…` is"
+    " declared but unused in the rebuilt Modelfile, so the configs differ (reported to the lead)",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=_BUILD_ARGS_IN_CONFIG) if c == "build-args" else c
+        for c in sorted(CASES)
+    ],
+)
+def test_show_modelfile_rebuilds_the_same_digest(
+    case: str, mfc_home: Path, tmp_path: Path, fixture_models: dict[str, Path]
+) -> None:
+    body = CASES[case].format(
+        lora_shift=fixture_models["lora-shift.gguf"],
+        lora_constant=fixture_models["lora-constant.gguf"],
+    )
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "Modelfile").write_text(f"FROM {fixture_models['counter-f32.gguf']}\n{body}")
+    digest = _build(first, "original")
+
+    shown = CliRunner().invoke(cli, ["show", "original", "--modelfile"])
+    assert shown.exit_code == 0, shown.output
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "Modelfile").write_text(shown.output)
+    assert _build(second, "rebuilt") == digest
