@@ -90,6 +90,7 @@ def run(
             turn.cancel()
         printer.finish()
         click.echo("")
+        sys.stdout.flush()  # the answer before any warning or stats on stderr
         for warning in turn.warnings:
             click.echo(f"warning: {warning}", err=True)
         if verbose and turn.stats is not None:
