@@ -45,11 +45,17 @@ class SourceFile:
         return min(self._starts[index] + max(column - 1, 0), len(self.text))
 
     def span(self, start: int, end: int) -> Span:
-        start = max(0, min(start, len(self.text)))
-        end = max(start, min(end, len(self.text)))
-        line, column = self.position(start)
-        end_line, end_column = self.position(end)
-        return Span(self.name, line, column, end_line, end_column, start, end)
+        size = len(self.text)
+        start = 0 if start < 0 else size if start > size else start
+        end = start if end < start else size if end > size else end
+        starts = self._starts
+        i = bisect.bisect_right(starts, start) - 1
+        # most spans sit on one line: skip the second search when `end` is before the next line
+        if i + 1 < len(starts) and end >= starts[i + 1]:
+            j = bisect.bisect_right(starts, end) - 1
+        else:
+            j = i
+        return Span(self.name, i + 1, start - starts[i] + 1, j + 1, end - starts[j] + 1, start, end)
 
     def line_text(self, line: int) -> str:
         """The text of a 1-based line, without its line end."""
