@@ -36,3 +36,20 @@ def test_public_api_sorted_and_complete() -> None:
     assert api.__all__ == sorted(api.__all__)
     for name in api.__all__:
         assert hasattr(api, name)
+
+
+def test_every_parameter_documented() -> None:
+    from mfc.modelfile.params import PARAMETERS
+
+    doc = (ROOT / "docs" / "modelfile.md").read_text(encoding="utf-8")
+    for name in PARAMETERS:
+        assert f"`{name}`" in doc
+
+
+def test_docs_example_checks_clean() -> None:
+    from mfc.modelfile import check_text
+
+    doc = (ROOT / "docs" / "modelfile.md").read_text(encoding="utf-8")
+    example = doc.split("```\n", 2)[1]
+    result = check_text(example)
+    assert result.ok and result.diagnostics == ()
