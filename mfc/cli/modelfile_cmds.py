@@ -17,7 +17,12 @@ from mfc.modelfile.check import CheckResult, check_parsed
 from mfc.modelfile.diagnostics import Diagnostic, has_errors
 from mfc.modelfile.format import UnrepresentableValue, format_modelfile
 from mfc.modelfile.parser import ParseResult, parse_bytes
-from mfc.modelfile.render import diagnostics_to_json, render_human, summary
+from mfc.modelfile.render import (
+    diagnostics_to_json,
+    instruction_to_json,
+    render_human,
+    summary,
+)
 from mfc.modelfile.source import SourceFile
 
 _FILES = click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
@@ -46,19 +51,6 @@ def _emit_human(diags: tuple[Diagnostic, ...], source: SourceFile) -> None:
         click.echo(render_human(diags, {source.name: source}), err=True, nl=False)
 
 
-def _instruction_json(inst) -> dict:
-    out: dict = {"instruction": inst.keyword, "value": inst.value}
-    if inst.keyword == "PARAMETER":
-        out["name"] = inst.name
-    if inst.keyword == "MESSAGE":
-        out["role"] = inst.role
-    if inst.keyword == "ADAPTER":
-        out["flags"] = {f.name: f.value for f in inst.flags}
-    span = inst.span
-    out["line"], out["column"] = (span.line, span.column) if span else (None, None)
-    return out
-
-
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, one per line.")
 @_FILES
@@ -77,7 +69,7 @@ def parse(as_json: bool, files: tuple[str, ...]) -> None:
             record = {
                 "file": name,
                 "ok": ok,
-                "instructions": [_instruction_json(i) for i in instructions],
+                "instructions": [instruction_to_json(i) for i in instructions],
                 "diagnostics": diagnostics_to_json(diags),
             }
             click.echo(json.dumps(record, ensure_ascii=False))

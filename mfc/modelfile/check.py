@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mfc.modelfile import codes
 from mfc.modelfile.diagnostics import Diagnostic, has_errors
-from mfc.modelfile.ir import Instruction, Modelfile
+from mfc.modelfile.ir import Flag, Instruction, Modelfile
 from mfc.modelfile.params import (
     INSTRUCTION_LIKE,
     PARAMETERS,
@@ -158,6 +158,19 @@ class _Checker:
             pos = m.end()
         out.append(value[pos:])
         return "".join(out)
+
+    def substitute_flag(self, flag: Flag) -> Flag:
+        """`--scale=${S}`: flag values take ARGs like any value."""
+        if flag.value is None or "${" not in flag.value or flag.span is None:
+            return flag
+        at = flag.span.start + len(flag.name) + 3  # past `--name=`
+        s = flag.span
+        holder = Instruction(
+            "ADAPTER",
+            flag.value,
+            value_span=Span(s.file, s.line, s.column, s.end_line, s.end_column, at, s.end),
+        )
+        return Flag(flag.name, self.substitute(holder), flag.span)
 
     def declare(self, inst: Instruction) -> None:
         value = inst.value
@@ -341,7 +354,8 @@ class _Checker:
     def check_adapter(self, inst: Instruction, value: str) -> AdapterRef | None:
         scale = 1.0
         seen: set[str] = set()
-        for flag in inst.flags:
+        for raw in inst.flags:
+            flag = self.substitute_flag(raw)
             if flag.name not in ADAPTER_FLAGS:
                 match = difflib.get_close_matches(flag.name, ADAPTER_FLAGS, n=1, cutoff=0.5)
                 self.add(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mfc.modelfile import check_file, diagnostics_to_json, render_human
+from mfc.modelfile.render import instruction_to_json
 
 CORPUS = Path(__file__).parent / "corpus"
 INVALID = sorted((CORPUS / "invalid").glob("*.Modelfile"))
@@ -50,4 +51,6 @@ def test_valid_corpus(path: Path, snapshot, monkeypatch) -> None:
     monkeypatch.chdir(CORPUS)
     result = check_file(_relative(path), check_paths=False)
     assert result.ok, render_human(result.diagnostics, {result.source.name: result.source})
-    assert _dump(result.spec) == snapshot
+    assert _dump(result.spec) == snapshot(name="spec")
+    syntax = [instruction_to_json(i) for i in result.parse.instructions]
+    assert syntax == snapshot(name="instructions")
