@@ -215,7 +215,10 @@ def rm(names: tuple[str, ...]) -> None:
     try:
         freed = store.gc()
     except StoreBusyError:
-        freed = []  # a build is running; `mfc gc` later frees the space
+        click.echo(
+            "note: a build is writing to the store; run `mfc gc` later to free space", err=True
+        )
+        freed = []
     except StoreError as exc:
         click.echo(f"warning: blobs not pruned: {exc}", err=True)
         freed = []

@@ -179,3 +179,12 @@ def test_save_and_load_commands(models: Store, tmp_path: Path, monkeypatch) -> N
     other = Store(tmp_path / "other")
     assert other.read_manifest("counter").digest == models.read_manifest("counter").digest
     assert mfc("verify").exit_code == 0
+
+
+def test_rm_during_a_build_keeps_blobs_and_says_so(models: Store) -> None:
+    with models.building():
+        result = CliRunner().invoke(cli, ["rm", "me/counter:f16"])
+    assert result.exit_code == 0
+    assert "deleted 'me/counter:f16'" in result.output
+    assert "run `mfc gc` later" in result.output
+    assert len(models.gc(dry_run=True)) > 0
