@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from syrupy.assertion import SnapshotAssertion
 
 from mfc.store import Descriptor, Manifest, ManifestError, canonical_json, sha256_digest
@@ -99,3 +101,21 @@ def test_layer_order_table() -> None:
         mt.LICENSE,
     }
     assert mt.layer_rank("application/vnd.ollama.image.unknown") == len(mt.LAYER_ORDER)
+
+
+_DESCRIPTORS = st.builds(
+    Descriptor,
+    st.sampled_from([*mt.LAYER_ORDER, "application/vnd.ollama.image.embed"]),
+    st.text("0123456789abcdef", min_size=64, max_size=64).map("sha256:".__add__),
+    st.integers(min_value=0, max_value=2**53),
+)
+
+
+@given(_DESCRIPTORS, st.lists(_DESCRIPTORS, max_size=8).map(tuple))
+def test_manifest_round_trip(config: Descriptor, layers: tuple[Descriptor, ...]) -> None:
+    m = Manifest(config, layers)
+    data = m.to_bytes()
+    assert data == canonical_json(json.loads(data))
+    back = Manifest.from_bytes(data)
+    assert back == m
+    assert back.to_bytes() == data and back.digest == m.digest
