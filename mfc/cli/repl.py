@@ -136,10 +136,10 @@ class Repl:
         print(f"warning: {text}", file=self.err, flush=True)
 
     def error(self, exc: DiagnosticError) -> None:
-        for d in exc.diagnostics:
-            self.say(f"error[{d.code}]: {d.message}")
-            if d.hint:
-                self.say(f"help: {d.hint}")
+        from mfc.modelfile.render import render_human
+
+        self.out.write(render_human(exc.diagnostics))
+        self.out.flush()
 
     # -- input -----------------------------------------------------------------
 

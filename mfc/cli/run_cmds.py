@@ -22,15 +22,9 @@ def _image(name: str):  # -> ModelImage
 
 
 def _fail(exc: DiagnosticError) -> None:
-    for d in exc.diagnostics:
-        click.echo(f"{d.severity.value}[{d.code}]: {d.message}", err=True)
-        if d.hint:
-            click.echo(f"help: {d.hint}", err=True)
-    sys.exit(1)
+    from mfc.modelfile.render import render_human
 
-
-def _template_error(exc: Exception) -> None:
-    click.echo(f"error[MF310]: {exc}", err=True)
+    click.echo(render_human(exc.diagnostics), err=True, nl=False)
     sys.exit(1)
 
 
@@ -97,19 +91,9 @@ def run(
             click.echo(format_stats(turn.stats), err=True)
     except DiagnosticError as exc:
         _fail(exc)
-    except _template_errors() as exc:
-        _template_error(exc)
     finally:
         if "session" in locals():
             session.close()
-
-
-def _template_errors() -> tuple[type[Exception], ...]:
-    try:
-        from mfc.template import TemplateRenderError
-    except ImportError:  # pragma: no cover - template package not there yet
-        return ()
-    return (TemplateRenderError,)
 
 
 @click.group()
@@ -149,5 +133,3 @@ def render(name: str, system: str | None, messages: tuple[str, ...], prompt: str
         click.echo(session.render(prompt), nl=False)
     except DiagnosticError as exc:
         _fail(exc)
-    except _template_errors() as exc:
-        _template_error(exc)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError, Severity
 from mfc.modelfile.spec import ParamValue
+from mfc.runtime import codes
+from mfc.runtime.codes import fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,24 +124,34 @@ def image_from_gguf(
     )
 
 
-def _error(code: str, message: str, hint: str | None = None) -> DiagnosticError:
-    return DiagnosticError([Diagnostic(code, Severity.ERROR, message, None, hint=hint)])
-
-
 def load_image(name: str, store: Any = None) -> ModelImage:
     """Resolve `name` in the store (`MFC_MODELS`) into a ModelImage."""
-    from mfc.store import media_types as mt
     from mfc.store.names import InvalidNameError
-    from mfc.store.store import ModelNotFoundError, Store, adapter_scales, read_config
+    from mfc.store.store import ModelNotFoundError, Store, StoreError
 
     store = store if store is not None else Store.from_env()
     try:
         manifest = store.read_manifest(name)
     except InvalidNameError as exc:
-        raise _error("MF301", f"`{name}` is not a valid model name", str(exc)) from None
+        raise fail(codes.MODEL_NOT_FOUND, f"`{name}` is not a valid model name", str(exc)) from None
     except ModelNotFoundError as exc:
         how = str(exc).split("not found: ", 1)[-1]  # the store says where it looked
-        raise _error("MF301", f"model `{name}` not found", how) from None
+        raise fail(codes.MODEL_NOT_FOUND, f"model `{name}` not found", how) from None
+    except StoreError as exc:
+        raise fail(codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}") from None
+    try:
+        return _read_image(store, name, manifest)
+    except (StoreError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise fail(
+            codes.IMAGE_UNREADABLE,
+            f"model `{name}` cannot be read: {exc}",
+            "`mfc verify` checks every blob; rebuild or re-load the model",
+        ) from None
+
+
+def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:
+    from mfc.store import media_types as mt
+    from mfc.store.store import adapter_scales, read_config
 
     def text(layer: Any) -> str:
         return Path(store.blob_path(layer.digest)).read_text(encoding="utf-8")
@@ -150,8 +161,8 @@ def load_image(name: str, store: Any = None) -> ModelImage:
 
     model_layer = manifest.layer(mt.MODEL)
     if model_layer is None:
-        raise _error(
-            "MF302",
+        raise fail(
+            codes.NO_MODEL_LAYER,
             f"model `{name}` has no model weights layer",
             "rebuild it from a Modelfile whose FROM names a GGUF file or model",
         )

@@ -13,23 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError, Severity
 from mfc.modelfile.spec import ParamValue
+from mfc.runtime import codes
 from mfc.runtime import options as opts
-from mfc.runtime.engine import Engine, Generation, json_grammar
+from mfc.runtime.codes import fail
+from mfc.runtime.engine import Engine, EngineError, Generation, json_grammar
 from mfc.runtime.model import ChatMessage, ModelImage
 from mfc.runtime.prompt import PromptTemplate, choose_template, conversation, render
 from mfc.runtime.stats import Stats
+from mfc.template import TemplateError
 
 EngineFactory = Callable[[ModelImage, opts.LoadOptions], Engine]
 
 
 def default_engine(image: ModelImage, load: opts.LoadOptions) -> Engine:
     return Engine(image.model_path, load, image.adapters)
-
-
-def _error(code: str, message: str, hint: str | None = None) -> DiagnosticError:
-    return DiagnosticError([Diagnostic(code, Severity.ERROR, message, None, hint=hint)])
 
 
 @dataclass
@@ -119,7 +117,14 @@ class Session:
             self._engine.close()
             self._engine = None
         if self._engine is None:
-            self._engine = self._engine_factory(self.image, load)
+            try:
+                self._engine = self._engine_factory(self.image, load)
+            except EngineError as exc:
+                raise fail(
+                    codes.ENGINE_LOAD_FAILED,
+                    str(exc),
+                    "check the model with `mfc verify`; rebuild it if its blobs are damaged",
+                ) from None
             self._pending_load_ns = self._engine.load_duration_ns
         return self._engine
 
@@ -165,7 +170,16 @@ class Session:
             prompt,
             system=self.system,
         )
-        return render(self.prompt_template(), msgs, image=self.image)
+        template = self.prompt_template()
+        try:
+            return render(template, msgs, image=self.image)
+        except TemplateError as exc:
+            raise fail(
+                codes.TEMPLATE_RENDER_FAILED,
+                str(exc),
+                "fix the template (templates render in a sandbox: no Python attributes);"
+                " `mfc template render NAME` shows the prompt",
+            ) from None
 
     def ask(self, prompt: str) -> Turn:
         """Start answering `prompt` in the context of the conversation so far.
@@ -192,8 +206,8 @@ class Session:
             history = history[2:] if len(history) >= 2 else []
             dropped += 2
         if len(tokens) >= engine.n_ctx:
-            raise _error(
-                "MF303",
+            raise fail(
+                codes.PROMPT_TOO_LONG,
                 f"the prompt is {len(tokens)} tokens, more than the context window "
                 f"(num_ctx {engine.n_ctx})",
                 "shorten the prompt or raise num_ctx (`/set parameter num_ctx N`, "
@@ -255,8 +269,8 @@ class Session:
             if not for_save:
                 lines.extend(render_instruction("LICENSE", text) for text in image.licenses)
         except (UnrepresentableValue, ValueError) as exc:
-            raise _error(
-                "MF305",
+            raise fail(
+                codes.SESSION_NOT_WRITABLE,
                 f"this session cannot be written as a Modelfile: {exc}",
                 "Modelfiles have no escapes; change the text that cannot be quoted",
             ) from None
@@ -268,8 +282,8 @@ class Session:
         from mfc.store.store import Store
 
         if not self.image.digest:
-            raise _error(
-                "MF304",
+            raise fail(
+                codes.SAVE_NEEDS_STORE_MODEL,
                 "only models from the store can be saved",
                 "build this GGUF into a model first: `mfc build -t NAME DIR`",
             )
@@ -289,18 +303,24 @@ def parse_parameter(name: str, words: list[str]) -> ParamValue:
     spec = PARAMETERS.get(name)
     if spec is None:
         close = suggest(name)
-        raise _error(
-            "MF306",
+        raise fail(
+            codes.BAD_SESSION_PARAMETER,
             f"unknown parameter `{name}`",
             f"did you mean `{close}`?" if close else "`/show parameters` lists the model's",
         )
     if spec.deprecated:
-        raise _error("MF306", f"parameter `{name}` is deprecated and has no effect")
+        raise fail(
+            codes.BAD_SESSION_PARAMETER, f"parameter `{name}` is deprecated and has no effect"
+        )
     if not words:
-        raise _error("MF306", f"missing a value for `{name}`", f"usage: /set parameter {name} V")
+        raise fail(
+            codes.BAD_SESSION_PARAMETER,
+            f"missing a value for `{name}`",
+            f"usage: /set parameter {name} V",
+        )
     try:
         if spec.repeatable:
             return tuple(str(parse_param_value(spec, w)) for w in words)
         return parse_param_value(spec, " ".join(words))
     except ParamValueError as exc:
-        raise _error("MF306", exc.message, exc.hint) from None
+        raise fail(codes.BAD_SESSION_PARAMETER, exc.message, exc.hint) from None

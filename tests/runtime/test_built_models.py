@@ -14,6 +14,7 @@ import pytest
 from mfc.build import build_modelfile
 from mfc.runtime.model import load_image
 from mfc.runtime.session import Session
+from mfc.store import media_types
 from mfc.store.store import Store
 from mfc.testing.fixtures import expected_continuation
 
@@ -200,3 +201,17 @@ def test_repl_save_and_load(
     child.expect(pexpect.EOF)
     saved = load_image("chat2")
     assert [m.content for m in saved.messages] == ["abc", "def"]
+
+
+def test_missing_blob_is_a_diagnostic(
+    tmp_path: Path, fixture_models: dict[str, Path], mfc_home: Path
+) -> None:
+    build(tmp_path, fixture_models, "broken", "SYSTEM hello\n")
+    store = Store.from_env()
+    layer = store.read_manifest("broken").layer(media_types.SYSTEM)
+    assert layer is not None
+    store.blob_path(layer.digest).unlink()
+    result = run_cli("run", "broken", "abc", home=mfc_home)
+    assert result.returncode == 1
+    assert "error[MF309]: model `broken` cannot be read" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,6 @@ from mfc.modelfile.diagnostics import DiagnosticError
 from mfc.runtime.model import ChatMessage, ModelImage, image_from_gguf
 from mfc.runtime.prompt import PromptTemplate, render
 from mfc.runtime.session import Session
-from mfc.template import TemplateRenderError
 
 GO_TEMPLATE = (
     "{{ if .System }}<sys>{{ .System }}</sys>\n{{ end }}"
@@ -221,9 +221,19 @@ def test_format_json_constrains_answer(counter: Path) -> None:
 )
 def test_sandbox_escapes_fail_with_the_origin(counter: Path, template: str) -> None:
     s = session(counter, template=template)
-    with pytest.raises(TemplateRenderError) as info:
+    with pytest.raises(DiagnosticError) as info:
         s.render("abc")
-    assert "TEMPLATE of model" in str(info.value)
+    (d,) = info.value.diagnostics
+    assert d.code == "MF307"
+    assert "TEMPLATE of model" in d.message
     s.template = template
-    with pytest.raises(TemplateRenderError, match="/set template"):
+    with pytest.raises(DiagnosticError, match="/set template"):
         s.render("abc")
+
+
+def test_unloadable_model_is_a_diagnostic(fixture_models: dict[str, Path]) -> None:
+    s = session(fixture_models["counter-f32.gguf"])
+    s.image = dataclasses.replace(s.image, model_path=fixture_models["truncated.gguf"])
+    with pytest.raises(DiagnosticError) as info:
+        s.ask("abc")
+    assert info.value.diagnostics[0].code == "MF308"
