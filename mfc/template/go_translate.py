@@ -131,7 +131,6 @@ class _Translator:
     def branch(self, node: ast.Branch, dot: str) -> None:
         self.at(node.pos)
         self.scopes.append({})
-        closers = 1
         if node.kind == "range":
             value = self.pipe(node.pipe, dot)
             key, val = self.fresh("k"), self.fresh("v")
@@ -164,8 +163,7 @@ class _Translator:
             inner_dot = value
         self.emit(f"{{% if go_truth({value}) %}}")
         self.nodes(node.body, inner_dot)
-        self.scopes.pop()
-        if node.orelse is not None:
+        if node.orelse is not None:  # a variable declared in the condition is visible here too
             self.at(node.else_pos)
             chained = node.orelse[0] if len(node.orelse) == 1 else None
             if (
@@ -178,8 +176,9 @@ class _Translator:
             else:
                 self.emit("{% else %}")
                 self.nodes(node.orelse, dot)
+        self.scopes.pop()
         self.at(node.end_pos)
-        self.emit("{% endif %}" * closers)
+        self.emit("{% endif %}")
 
     def elif_chain(self, node: ast.Branch, dot: str) -> None:
         """``{{ else if x }}`` as ``{% elif %}`` (its ``end`` is the outer one)."""

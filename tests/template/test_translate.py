@@ -69,6 +69,20 @@ CASES = [
     ("root-in-range", "{{ range .L }}{{ $.S }}{{ end }}", {"L": [1, 2], "S": "s"}, "ss"),
     ("with", "{{ with .A }}[{{ .B }}]{{ end }}", {"A": {"B": "b"}}, "[b]"),
     ("with-else", "{{ with .A }}x{{ else }}none{{ end }}", {"A": ""}, "none"),
+    (
+        "if-decl-visible-in-else",
+        "{{ if $x := .A }}{{ $x }}{{ else }}[{{ $x }}]{{ end }}",
+        {"A": ""},
+        "[]",
+    ),
+    (
+        "else-with",
+        "{{ with .A }}a{{ else with .B }}b={{ . }}{{ else }}c{{ end }}",
+        {"B": "bb"},
+        "b=bb",
+    ),
+    ("else-with-else", "{{ with .A }}a{{ else with .B }}b{{ else }}c{{ end }}", {}, "c"),
+    ("else-if-decl", "{{ if .A }}a{{ else if $y := .B }}b={{ $y }}{{ end }}", {"B": "bb"}, "b=bb"),
     ("with-var", "{{ with $a := .A }}{{ $a }}{{ end }}", {"A": "v"}, "v"),
     ("var", "{{ $x := .A }}{{ $x }}{{ $x }}", {"A": "v"}, "vv"),
     (
