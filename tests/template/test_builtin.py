@@ -1,4 +1,4 @@
-"""Built-in templates: every family resolves, checks clean, renders, and `templates/` mirrors them."""
+"""Built-in templates: each family resolves, checks clean and renders; `templates/` mirrors them."""
 
 from __future__ import annotations
 
