@@ -21,14 +21,28 @@ def _width(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
 
 
+def _visible(ch: str) -> str:
+    """Control characters from untrusted Modelfiles never reach the terminal raw."""
+    code = ord(ch)
+    if code < 0x20:
+        return chr(0x2400 + code)  # control pictures: ␀ ␛ …
+    if code == 0x7F or 0x80 <= code < 0xA0:
+        return "\ufffd"
+    return ch
+
+
 def _display(text: str) -> str:
-    return "".join("    " if ch == "\t" else ch for ch in text)
+    return "".join("    " if ch == "\t" else _visible(ch) for ch in text)
+
+
+def _clean(text: str) -> str:
+    return "".join(_visible(ch) if ch != "\t" else " " for ch in text)
 
 
 def render_one(diag: Diagnostic, source: SourceFile | None) -> str:
     span = diag.span
     where = f"{span.file}:{span.line}:{span.column}: " if span else ""
-    lines = [f"{where}{diag.severity.value}[{diag.code}]: {diag.message}"]
+    lines = [f"{where}{diag.severity.value}[{diag.code}]: {_clean(diag.message)}"]
     if span is not None and source is not None and 1 <= span.line <= source.line_count:
         text = source.line_text(span.line)
         gutter = str(span.line)
@@ -44,7 +58,7 @@ def render_one(diag: Diagnostic, source: SourceFile | None) -> str:
         lines.append(f"{gutter} | {_display(text)}".rstrip())
         lines.append(f"{pad} | {caret}")
     if diag.hint:
-        lines.append(f"help: {diag.hint}")
+        lines.append(f"help: {_clean(diag.hint)}")
     return "\n".join(lines)
 
 

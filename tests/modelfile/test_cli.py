@@ -107,3 +107,29 @@ def test_fmt_keeps_crlf(tmp_path: Path) -> None:
     mf.write_bytes(b"from x\r\nsystem hi\r\n")
     run("fmt", str(mf))
     assert mf.read_bytes() == b"FROM x\r\nSYSTEM hi\r\n"
+
+
+def test_render_never_prints_control_characters(tmp_path: Path) -> None:
+    mf = tmp_path / "Modelfile"
+    mf.write_bytes(b"FROM x\n\x1b[31mEVIL x\n")
+    result = run("check", str(mf))
+    assert result.exit_code == 1
+    assert "\x1b" not in result.stderr and "\u241b[31mEVIL" in result.stderr
+
+
+def test_console_script_subprocess(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("mfc")
+    proc = subprocess.run(
+        [str(exe), "parse", "--json", "-"],
+        input=b"FROM llama3\nSYSTEM hi\n",
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["ok"] and [i["instruction"] for i in record["instructions"]] == ["FROM", "SYSTEM"]
+    proc = subprocess.run([str(exe), "check", "-"], input=b"SYSTEM hi\n", capture_output=True)
+    assert proc.returncode == 1 and b"error[MF101]" in proc.stderr
