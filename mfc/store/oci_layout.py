@@ -119,12 +119,13 @@ def _write_dir(store: Store, entries: list[LayoutEntry], root: Path) -> None:
             atomic_write_bytes(target, manifests[digest])
         else:
             _copy_blob(store, digest, target)
+    fsync_dir(blob_dir)
+    atomic_write_bytes(root / media_types.OCI_LAYOUT_FILE, _LAYOUT_JSON)
+    atomic_write_bytes(root / "index.json", _index_json(entries))
+    # Only now that the new index is in place: drop blobs it no longer references.
     keep = {_blob_member(d).rsplit("/", 1)[1] for d, _ in wanted}
     for stale in sorted(p for p in blob_dir.iterdir() if p.name not in keep):
         stale.unlink()
-    atomic_write_bytes(root / "index.json", _index_json(entries))
-    atomic_write_bytes(root / media_types.OCI_LAYOUT_FILE, _LAYOUT_JSON)
-    fsync_dir(blob_dir)
 
 
 def _copy_blob(store: Store, digest: str, target: Path) -> None:
