@@ -158,9 +158,11 @@ class _Lower(Transformer):
         diags: list[Diagnostic] = []
         in_unterminated = False
         for lowered in children:
-            if in_unterminated and lowered.bad_line:
-                continue  # most likely the body of the unterminated value
-            in_unterminated = lowered.unterminated or (in_unterminated and lowered.bad_line)
+            if in_unterminated:
+                if lowered.bad_line or isinstance(lowered.item, Comment):
+                    continue  # most likely the body of the unterminated value
+                in_unterminated = False  # resume at the next line that starts an instruction
+            in_unterminated = lowered.unterminated
             diags.extend(lowered.diagnostics)
             if lowered.item is not None:
                 items.append(lowered.item)

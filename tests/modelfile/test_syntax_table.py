@@ -316,3 +316,11 @@ def test_value_span_and_offset_point_inside_quotes() -> None:
     inst = parse_text(text).instructions[1]
     assert text[inst.value_offset : inst.value_offset + 3] == "abc"
     assert (inst.value_span.line, inst.value_span.column) == (2, 10)
+
+
+def test_unterminated_body_with_hash_lines_is_not_reported() -> None:
+    text = 'FROM foo\nSYSTEM """You are a bot.\n# Rules\nBe brief.\n\nPARAMETER top_k 1\nBAD x\n'
+    result = parse_text(text)
+    assert [(d.code, d.span.line) for d in result.diagnostics] == [("MF006", 2), ("MF001", 7)]
+    assert [i.keyword for i in result.instructions] == ["FROM", "PARAMETER"]
+    assert len(result.modelfile.items) == 2  # the `# Rules` body line is not a comment item
