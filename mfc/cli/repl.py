@@ -64,13 +64,18 @@ HELP_SHORTCUTS = """Available keyboard shortcuts:
 
 
 class WordWrap:
-    """Wraps streamed text at word boundaries to the terminal width (Ollama's default)."""
+    """Wraps streamed text at word boundaries to the terminal width (Ollama's default).
+
+    Spaces are held until the next word shows whether it fits on the line; at a
+    wrap they are dropped, so no line ends in blanks.
+    """
 
     def __init__(self, out: TextIO, width: int | None):
         self.out = out
         self.width = width
         self.column = 0
         self.word = ""
+        self.spaces = 0
 
     def write(self, text: str) -> None:
         if not self.width:
@@ -80,13 +85,11 @@ class WordWrap:
         for ch in text:
             if ch == "\n":
                 self._flush_word()
-                self.out.write("\n")
-                self.column = 0
+                self.out.write(" " * self.spaces + "\n")
+                self.column = self.spaces = 0
             elif ch == " ":
                 self._flush_word()
-                if self.column < self.width:
-                    self.out.write(" ")
-                    self.column += 1
+                self.spaces += 1
             else:
                 self.word += ch
                 if len(self.word) >= self.width:  # a word longer than a line: hard break
@@ -96,17 +99,22 @@ class WordWrap:
     def _flush_word(self) -> None:
         if not self.word:
             return
-        if self.column and self.column + len(self.word) > self.width:  # type: ignore[operator]
-            self.out.write("\n")
-            self.column = 0
-        self.out.write(self.word)
-        self.column += len(self.word)
+        assert self.width
+        if self.column + self.spaces + len(self.word) > self.width:
+            if self.column:
+                self.out.write("\n")
+            self.column = self.spaces = 0
+        self.out.write(" " * self.spaces + self.word)
+        self.column += self.spaces + len(self.word)
         self.word = ""
+        self.spaces = 0
 
     def finish(self) -> None:
         self._flush_word()
+        if self.spaces and self.width:
+            self.out.write(" " * self.spaces)
         self.out.flush()
-        self.column = 0
+        self.column = self.spaces = 0
 
 
 class Repl:
