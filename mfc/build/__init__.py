@@ -65,6 +65,8 @@ def build_text(
     source: str = "<modelfile>",
     build_args: Mapping[str, str] | None = None,
     no_cache: bool = False,
+    quantize: str | None = None,
+    link: LinkMode = "auto",
     registry_cache: Path | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
@@ -81,6 +83,8 @@ def build_text(
         store,
         build_args=build_args,
         no_cache=no_cache,
+        quantize=quantize,
+        link=link,
         registry_cache=registry_cache,
         progress=progress,
     )

@@ -244,6 +244,8 @@ class Builder:
             old = _read_lock_quietly(lock_file)
             if old != lock:
                 write_lock(lock_file, lock)
+        if top_level:
+            diags.extend(self.opts.warnings)  # dependencies' warnings, reported once
         return BuildResult(
             name=name,
             manifest_digest=manifest.digest,
@@ -383,7 +385,8 @@ class Builder:
                         continue
                     blob_file = layout.blob_path(d.digest)
                     if blob_file is not None and blob_file.is_file():
-                        blob = self.store.put_file(blob_file, self.opts.link, expected=d.digest)
+                        # never "hard": the cache may be on another filesystem, or be edited
+                        blob = self.store.put_file(blob_file, "auto", expected=d.digest)
                     else:
                         with layout.open_blob(d.digest) as f:
                             blob = self.store.put_stream(f, expected=d.digest)

@@ -72,6 +72,7 @@ def _progress(quiet: bool) -> Iterator[object]:
 
 def _run_build(
     modelfile: Path,
+    context_dir: Path,
     tag: str | None,
     build_args: tuple[str, ...],
     locked: bool,
@@ -85,25 +86,49 @@ def _run_build(
     from mfc.modelfile.diagnostics import DiagnosticError
     from mfc.store.store import Store, StoreError
 
+    from_stdin = str(modelfile) == "-"
     if modelfile.is_dir():
         modelfile = modelfile / "Modelfile"
-    if not modelfile.is_file():
+    if not from_stdin and not modelfile.is_file():
         click.echo(f"error: no Modelfile at {modelfile}", err=True)
         sys.exit(1)
+    if from_stdin and locked:
+        click.echo(
+            "error: --locked needs a Modelfile on disk (its lockfile is beside it)", err=True
+        )
+        sys.exit(1)
+    args = _parse_build_args(build_args)
     try:
         with _progress(quiet) as progress:
-            result = build_modelfile(
-                modelfile,
-                tag,
-                store=Store.from_env(),
-                build_args=_parse_build_args(build_args),
-                locked=locked,
-                no_cache=no_cache,
-                quantize=quantize,
-                link=link,  # type: ignore[arg-type]
-                registry_cache=registry_cache,
-                progress=progress,  # type: ignore[arg-type]
-            )
+            if from_stdin:
+                from mfc.build import build_text
+
+                result = build_text(
+                    sys.stdin.read(),
+                    context_dir,
+                    tag,
+                    store=Store.from_env(),
+                    source="<stdin>",
+                    build_args=args,
+                    no_cache=no_cache,
+                    quantize=quantize,
+                    link=link,  # type: ignore[arg-type]
+                    registry_cache=registry_cache,
+                    progress=progress,  # type: ignore[arg-type]
+                )
+            else:
+                result = build_modelfile(
+                    modelfile,
+                    tag,
+                    store=Store.from_env(),
+                    build_args=args,
+                    locked=locked,
+                    no_cache=no_cache,
+                    quantize=quantize,
+                    link=link,  # type: ignore[arg-type]
+                    registry_cache=registry_cache,
+                    progress=progress,  # type: ignore[arg-type]
+                )
     except DiagnosticError as exc:
         click.echo(_render(exc.diagnostics), err=True, nl=False)
         sys.exit(1)
@@ -159,7 +184,8 @@ def _with_common(fn):  # type: ignore[no-untyped-def]
     "file_",
     type=click.Path(path_type=Path),
     default=None,
-    help="The Modelfile (default: CONTEXT_DIR/Modelfile).",
+    help="The Modelfile (default: CONTEXT_DIR/Modelfile; `-` reads stdin, paths then "
+    "relative to CONTEXT_DIR).",
 )
 @click.option("-t", "--tag", default=None, help="Name the result, e.g. `mymodel:1.0`.")
 @click.option("--quantize", default=None, metavar="TYPE", help="Quantize the base (e.g. Q4_K_M).")
@@ -183,7 +209,18 @@ def build(
     Modelfile.lock next to it.
     """
     modelfile = file_ if file_ is not None else context_dir / "Modelfile"
-    _run_build(modelfile, tag, build_args, locked, no_cache, quantize, link, registry_cache, quiet)
+    _run_build(
+        modelfile,
+        context_dir,
+        tag,
+        build_args,
+        locked,
+        no_cache,
+        quantize,
+        link,
+        registry_cache,
+        quiet,
+    )
 
 
 @click.command("create")
@@ -211,4 +248,6 @@ def create(
     quiet: bool,
 ) -> None:
     """Create NAME from a Modelfile (Ollama's `create`; same as `build -t NAME -f FILE`)."""
-    _run_build(file_, name, build_args, locked, no_cache, quantize, link, registry_cache, quiet)
+    _run_build(
+        file_, Path("."), name, build_args, locked, no_cache, quantize, link, registry_cache, quiet
+    )

@@ -202,3 +202,20 @@ def test_adapters_example(tmp_path: Path, store: Store, fixture_models: dict[str
         shutil.copyfile(fixture_models[name], copy / name)
     result = build_modelfile(copy, "shift", store=store, registry_cache=REPO / "registry_cache")
     assert [a["scale"] for a in result.config["mfc"]["adapters"]] == [1.0, 0.0]
+
+
+def test_modelfile_from_stdin(workspace: Path, store: Store) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["build", "-f", "-", "-t", "piped", str(workspace)],
+        input="FROM ./counter-f32.gguf\nSYSTEM piped\n",
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    m = store.read_manifest("piped")
+    assert m.digest == result.stdout.strip()
+    assert store.read_blob(m.layer(mt.SYSTEM).digest) == b"piped"
+    assert not list(workspace.glob("*.lock"))
+    locked = CliRunner().invoke(cli, ["build", "-f", "-", "--locked", str(workspace)], input="")
+    assert locked.exit_code == 1
+    assert "--locked needs a Modelfile on disk" in locked.stderr
