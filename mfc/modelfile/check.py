@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mfc.modelfile import codes
 from mfc.modelfile.diagnostics import Diagnostic, has_errors
-from mfc.modelfile.ir import Flag, Instruction, Modelfile
+from mfc.modelfile.ir import Flag, Instruction, Modelfile, Quote
 from mfc.modelfile.params import (
     INSTRUCTION_LIKE,
     PARAMETERS,
@@ -385,6 +385,15 @@ class _Checker:
                         hint="e.g. `ADAPTER --scale=0.5 ./adapter.gguf`",
                     )
                 )
+        if inst.quote is Quote.NONE and value.startswith("--") and " " not in value.strip():
+            self.add(
+                codes.EMPTY_VALUE(
+                    inst.value_span,
+                    f"`ADAPTER` has the flag `{value}` but no path",
+                    hint=f"write `ADAPTER {value} ./adapter.gguf`",
+                )
+            )
+            return None
         if not inst.value.strip():
             self.add(
                 codes.EMPTY_VALUE(

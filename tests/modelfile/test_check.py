@@ -35,6 +35,7 @@ CASES = {
     "arg-before-decl": ("FROM ${X}\nARG X=1\n", ["MF115"]),
     "empty-from": ("FROM \n", ["MF116"]),
     "empty-adapter": ("FROM x\nADAPTER \n", ["MF116"]),
+    "adapter-flag-only": ("FROM x\nADAPTER --scale=0.5\n", ["MF116"]),
     "bad-digest": ("FROM x@sha256:00\n", ["MF117"]),
     "empty-stop": ('FROM x\nPARAMETER stop ""\n', ["MF118"]),
     "ok-digest": (f"FROM llama3@{DIGEST}\n", []),
