@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -10,8 +11,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from mfc.store import Store, parse_name
+from mfc.store import Store, StoreError, parse_name
 from mfc.store.oci_layout import LayoutError, OciLayout, load, save
 
 from .conftest import stage
@@ -194,3 +197,36 @@ def test_not_a_layout(tmp_path: Path) -> None:
     stage(store, "x", junk, template=None)
     with pytest.raises(LayoutError, match="not empty and not an OCI layout"):
         save(store, ["x"], layout_dir=tmp_path / "full")
+
+
+@pytest.fixture(scope="module")
+def small_tar(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    root = tmp_path_factory.mktemp("small")
+    store = Store(root / "s")
+    model = root / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(range(256)) * 4)
+    stage(store, "tiny", model, params={"temperature": 0.5}, license_text="MIT")
+    save(store, ["tiny"], tar_path=root / "tiny.tar")
+    return (root / "tiny.tar").read_bytes()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)), min_size=1, max_size=6))
+def test_load_of_a_damaged_tarball_fails_cleanly_or_loads_verified_models(
+    small_tar: bytes, tmp_path_factory: pytest.TempPathFactory, flips: list[tuple[int, int]]
+) -> None:
+    """Damage anywhere: either a LayoutError/StoreError, or models whose blobs all verify."""
+    data = bytearray(small_tar)
+    for pos, xor in flips:
+        data[pos % len(data)] ^= xor
+    root = tmp_path_factory.mktemp("damaged")
+    tar = root / "damaged.tar"
+    tar.write_bytes(bytes(data))
+    store = Store(root / "s")
+    with contextlib.suppress(StoreError):
+        load(store, tar)
+    assert store.verify() == []
+    for entry in store.list_models():
+        assert entry.name.display == "tiny:latest"
