@@ -284,6 +284,7 @@ def translate(nodes: tuple[ast.Node, ...], text: str) -> str:
     """Jinja2 source for parsed ``nodes`` of template ``text``."""
     t = _Translator(text)
     t.nodes(nodes, "root")
+    t.at(len(text))  # same number of lines as the source
     body = "".join(t.out)
     if t.uses_ns:
         body = "{% set ns = namespace() %}" + body

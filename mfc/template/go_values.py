@@ -135,7 +135,9 @@ def _struct(
         raise TypeError(f"{type_name}: expected a mapping, got {type(data).__name__}")
     values: dict[str, Any] = {}
     for go, json_name, _ in spec:
-        value = _get(data, go, json_name, defaults.get(go))
+        value = _get(data, go, json_name, None)
+        if value is None:  # absent or null: Go's zero value
+            value = defaults.get(go)
         if convert and go in convert and value is not None:
             value = convert[go](value)
         values[go] = plain(value) if not (convert and go in convert) else value

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from mfc.template import TemplateRenderError, check_template, detect_syntax, render_prompt
+from mfc.template import (
+    TemplateRenderError,
+    check_template,
+    detect_syntax,
+    render_prompt,
+    translate_go,
+)
 
 CORPUS = Path(__file__).parent / "corpus"
 TEMPLATES = sorted([*CORPUS.glob("go/*.gotmpl"), *CORPUS.glob("jinja/*.jinja")])
@@ -106,3 +112,12 @@ def test_matches_ollama_golden(golden: Path) -> None:
 
 def test_goldens_exist() -> None:
     assert len(GOLDENS) >= 9
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("go/*.gotmpl")), ids=lambda p: p.name)
+def test_corpus_translation(path: Path, snapshot) -> None:
+    """The Jinja2 each published Go template becomes (reviewable, line-for-line)."""
+    text = path.read_text("utf-8")
+    source = translate_go(text)
+    assert source.count("\n") == text.count("\n")
+    assert source == snapshot

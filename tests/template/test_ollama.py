@@ -238,3 +238,9 @@ def test_tools_and_tool_calls_reach_messages_templates() -> None:
 def test_think_flags(think: bool | None, expected: str) -> None:
     tmpl = "{{ range .Messages }}{{ end }}think={{ .Think }} set={{ .IsThinkSet }}"
     assert render_prompt(tmpl, messages=[], think=think, origin="t") == expected
+
+
+def test_null_fields_are_go_zero_values() -> None:
+    tmpl = "{{ range .Messages }}[{{ .Content }}|{{ .ToolCalls }}|{{ len .ToolCalls }}]{{ end }}"
+    msgs = [{"role": "assistant", "content": None, "tool_calls": None, "thinking": None}]
+    assert render_prompt(tmpl, messages=msgs, origin="t") == "[|[]|0]"
