@@ -34,6 +34,7 @@ _GO_ACTION = re.compile(
 )
 
 
+@lru_cache(maxsize=64)
 def detect_syntax(text: str) -> Syntax:
     """Go or Jinja2? Jinja2 has ``{%``/``{#``; Go actions start with ``.``, ``$``, a keyword…"""
     if "{%" in text or "{#" in text:
