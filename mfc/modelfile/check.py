@@ -283,6 +283,8 @@ class _Checker:
             params["stop"] = Param("stop", tuple(stops), stop_span or froms[-1][0].span)
         from_inst, from_value = froms[-1]
         draft = drafts[-1] if drafts else None
+        if draft is not None:
+            self.check_draft_differs(draft[0], draft[1], [value for _, value in froms])
         return ModelSpec(
             source=self.source.name,
             base=BaseRef(from_value, from_inst.span or self.source.span(0, 0)),
@@ -350,6 +352,25 @@ class _Checker:
                 label="no such file or directory",
             )
         )
+
+    def check_draft_differs(self, inst: Instruction, value: str, froms: list[str]) -> None:
+        """Ollama refuses a DRAFT that is the same local path as a FROM."""
+        if not _looks_like_path(value):
+            return
+        base = self.base_dir or Path(".")
+
+        def where(v: str) -> str:
+            p = Path(os.path.expanduser(v))
+            return os.path.normpath(p if p.is_absolute() else base / p)
+
+        if any(_looks_like_path(f) and where(f) == where(value) for f in froms):
+            self.add(
+                codes.DRAFT_SAME_AS_FROM(
+                    inst.value_span,
+                    f"DRAFT `{value}` is the same file as FROM",
+                    hint="DRAFT names a smaller model that proposes tokens for the FROM model",
+                )
+            )
 
     def check_adapter(self, inst: Instruction, value: str) -> AdapterRef | None:
         scale = 1.0

@@ -38,6 +38,8 @@ CASES = {
     "adapter-flag-only": ("FROM x\nADAPTER --scale=0.5\n", ["MF116"]),
     "bad-digest": ("FROM x@sha256:00\n", ["MF117"]),
     "empty-stop": ('FROM x\nPARAMETER stop ""\n', ["MF118"]),
+    "draft-same-path": ("FROM ./m.gguf\nDRAFT m.gguf\n", ["MF119"]),
+    "ok-draft-name": ("FROM ./m.gguf\nDRAFT tiny\n", []),
     "ok-digest": (f"FROM llama3@{DIGEST}\n", []),
     "ok-literal-dollar": ("FROM x\nSYSTEM costs ${PRICE}\n", []),
     "ok-requires-v": ("FROM x\nREQUIRES v0.14\n", []),
