@@ -32,7 +32,9 @@ def _registered_anywhere() -> dict[str, str]:
 
 def test_every_registered_code_is_documented() -> None:
     doc = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
-    headings = dict(re.findall(r"^#+ (MF\d{3}) ([a-z0-9-]+)", doc, flags=re.M))
+    pairs = re.findall(r"^#+ (MF\d{3}) ([a-z0-9-]+)", doc, flags=re.M)
+    headings = dict(pairs)
+    assert len(headings) == len(pairs), "a code has two sections in docs/diagnostics.md"
     registered = _registered_anywhere()
     missing = sorted(set(registered) - set(headings))
     assert not missing, f"document these codes in docs/diagnostics.md: {missing}"
