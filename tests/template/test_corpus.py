@@ -111,7 +111,7 @@ def test_matches_ollama_golden(golden: Path) -> None:
 
 
 def test_goldens_exist() -> None:
-    assert len(GOLDENS) >= 9
+    assert len(GOLDENS) >= 16
 
 
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("go/*.gotmpl")), ids=lambda p: p.name)
