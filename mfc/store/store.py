@@ -296,6 +296,7 @@ class Store:
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 blob = hash_fd(fd)
+                os.fsync(fd)  # the input may have been written just now
             finally:
                 os.close(fd)
             self._check_expected(blob, expected)
