@@ -151,7 +151,9 @@ class _Lexer:
             if i >= n:
                 raise self.error("unclosed action", start)
             rd = self._right_delim(i)
-            if rd is not None and depth == 0:
+            if rd is not None:
+                if depth > 0:
+                    raise self.error("unclosed left paren", i)
                 self.tokens.append(Token("rdelim", "}}", i))
                 return self._after_action(i + rd[0], rd[1])
             c = text[i]

@@ -34,6 +34,7 @@ GO_ERRORS = [
     ("non-executable-stage", "{{ .A | 3 }}", "non executable command in pipeline stage 2", 1, 9),
     ("too-many-decl", "{{ if $a, $b := .X }}{{ end }}", "too many declarations in if", 1, 9),
     ("right-paren", "{{ .A) }}", "unexpected right paren", 1, 6),
+    ("unclosed-paren", "{{ (len .A }}", "unclosed left paren", 1, 12),
     (
         "else-after-else",
         "{{ if .A }}{{ else }}{{ else }}{{ end }}",

@@ -138,6 +138,7 @@ CASES = [
     ("float-print", "{{ 1.5 }} {{ 2.0 }} {{ 1e21 }}", {}, "1.5 2 1e+21"),
     ("string-escapes", '{{ "a\\tb\\u00e9" }}{{ `raw\\n` }}', {}, "a\tbé" + "raw\\n"),
     ("char-constant", "{{ 'a' }}", {}, "97"),
+    ("delims-in-string", '{{ print "}}" "{{" }}', {}, "}}{{"),
     ("braces-in-text", "{ {x} }{%y%}{#z#}", {}, "{ {x} }{%y%}{#z#}"),
     ("crlf-kept", "a\r\nb {{ .X }}\r\n", {"X": 1}, "a\r\nb 1\r\n"),
     ("trailing-newline-kept", "{{ .X }}\n", {"X": 1}, "1\n"),
