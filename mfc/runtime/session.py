@@ -99,6 +99,7 @@ class Session:
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._pending_load_ns = 0
+        self._warned: set[str] = set()
 
     # -- state ------------------------------------------------------------------
 
@@ -192,7 +193,9 @@ class Session:
         resolved = self.resolved()
         engine = self.engine()
         load_ns, self._pending_load_ns = self._pending_load_ns, 0
-        warnings = list(resolved.warnings)
+        # Settings warnings (a clamped num_ctx …) are said once per session, not per turn.
+        warnings = [w for w in resolved.warnings if w not in self._warned]
+        self._warned.update(warnings)
         history = list(self.history)
         dropped = 0
         sampling = resolved.sampling()

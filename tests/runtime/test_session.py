@@ -237,3 +237,14 @@ def test_unloadable_model_is_a_diagnostic(fixture_models: dict[str, Path]) -> No
     with pytest.raises(DiagnosticError) as info:
         s.ask("abc")
     assert info.value.diagnostics[0].code == "MF308"
+
+
+def test_settings_warnings_are_given_once(counter: Path) -> None:
+    s = session(counter, params={"num_ctx": 100_000, "num_predict": 1})
+    first = s.ask("abc")
+    first.result()
+    second = s.ask("abc")
+    second.result()
+    assert any("trained context" in w for w in first.warnings)
+    assert not any("trained context" in w for w in second.warnings)
+    s.close()
