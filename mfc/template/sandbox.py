@@ -14,8 +14,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NoReturn
 
-from jinja2 import Template
+from jinja2 import Template, nodes
 from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.ext import Extension
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mfc.template import go_values
@@ -46,6 +48,18 @@ class Sandbox(ImmutableSandboxedEnvironment):
         if size > MAX_SIZE:
             raise SecurityError(f"template tried to build a value of {size} items")
         return left * right
+
+
+class GenerationTag(Extension):
+    """``{% generation %}…{% endgeneration %}``: transformers marks assistant text with it
+    (for training masks); for rendering a prompt it is a plain block."""
+
+    tags = frozenset({"generation"})
+
+    def parse(self, parser: Parser) -> nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return nodes.Scope(body, lineno=lineno)
 
 
 def _raise_exception(message: str) -> NoReturn:
@@ -80,7 +94,11 @@ def go_environment() -> Sandbox:
 @lru_cache(maxsize=1)
 def hf_environment() -> Sandbox:
     """For Jinja2 chat templates, configured as Hugging Face ``transformers`` does."""
-    env = Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = Sandbox(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.loopcontrols", GenerationTag],
+    )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now

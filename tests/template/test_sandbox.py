@@ -94,3 +94,12 @@ def test_raise_exception_message_reaches_user() -> None:
             origin="chat_template in m.gguf",
         )
     assert err.value.origin == "chat_template in m.gguf"
+
+
+def test_transformers_generation_tag_is_accepted() -> None:
+    tmpl = (
+        "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}"
+        "{% endgeneration %}{% else %}{{ m.content }}{% endif %}|{% endfor %}"
+    )
+    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert render_prompt(tmpl, messages=msgs, origin="t") == "a|b|"
