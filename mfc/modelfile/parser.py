@@ -145,9 +145,7 @@ class _Lower(Transformer):
     def __init__(self, source: SourceFile):
         super().__init__(visit_tokens=False)
         self.source = source
-
-    def _span(self, start: int, end: int):
-        return self.source.span(start, end)
+        self._span = source.span  # hot: four spans per instruction
 
     def _tok_span(self, tok: Token):
         return self._span(tok.start_pos, tok.end_pos)
@@ -355,7 +353,7 @@ class _Lower(Transformer):
             )
             return _Lowered(None, (diag,))
         second = children[1]
-        roles = ", ".join(f"`{r}`" for r in ROLES)
+        roles = _ROLES_TEXT
         if second.type == "BAD_ROLE":
             text = str(second).rstrip(" \t")
             start = second.start_pos
@@ -399,4 +397,5 @@ class _Lower(Transformer):
         return _Lowered(lowered.item, diags + lowered.diagnostics, lowered.unterminated)
 
 
+_ROLES_TEXT = ", ".join(f"`{r}`" for r in ROLES)
 _VALUE_TYPES = frozenset({"TRIPLE_QUOTED", "QUOTED", "BARE", "UNTERMINATED"})
