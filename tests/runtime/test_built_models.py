@@ -215,3 +215,49 @@ def test_missing_blob_is_a_diagnostic(
     assert result.returncode == 1
     assert "error[MF309]: model `broken` cannot be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_repl_show_and_set_commands(
+    tmp_path: Path, fixture_models: dict[str, Path], mfc_home: Path
+) -> None:
+    build(
+        tmp_path,
+        fixture_models,
+        "shown",
+        "PARAMETER temperature 0\nPARAMETER num_predict 4\nSYSTEM be brief\n"
+        f'TEMPLATE """{GO_TEMPLATE}"""\nLICENSE """MIT License\nsecond line"""\n'
+        "ADAPTER --scale=0 ./lora-shift.gguf\n",
+    )
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "mfc", "run", "shown"],
+        env={**os.environ, "MFC_MODELS": str(mfc_home), "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+    )
+
+    def say(line: str) -> str:
+        child.sendline(line)
+        child.expect_exact(">>> ")
+        return child.before.replace("\r\n", "\n").split("\n", 1)[1]
+
+    child.expect_exact(">>> ")
+    info = say("/show info")
+    for text in ("architecture", "llama", "context length", "512", "scale 0", "be brief"):
+        assert text in info
+    assert "MIT License" in info
+    assert say("/show license") == "MIT License\nsecond line\n"
+    assert say("/show template") == GO_TEMPLATE + "\n"
+    assert say("/show system") == "be brief\n"
+    params = say("/show parameters")
+    assert "Model defined parameters:" in params and "num_predict" in params
+    assert say("/set verbose") == "Set 'verbose' mode.\n"
+    answer = say("abc")
+    assert "defg" in answer and "eval rate:" in answer and "load duration:" in answer
+    assert say("/set quiet") == "Set 'quiet' mode.\n"
+    assert "eval rate" not in say("abc")
+    assert say("/set format json") == "Set format to 'json' mode.\n"
+    assert say("abc").lstrip().startswith("{")
+    child.sendline("/bye")
+    child.expect(pexpect.EOF)
