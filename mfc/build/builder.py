@@ -565,8 +565,11 @@ class Builder:
         if check is not None:
             check(info)
         self._step(f"storing {path.name} ({_size_text(st.st_size)})")
+        # A blob of this very store (FROM as printed by `mfc show --modelfile`) is only
+        # re-hashed: linking it in place costs no copy.
+        link = "hard" if path.resolve().parent == self.store.blobs_dir.resolve() else self.opts.link
         try:
-            blob = self.store.put_file(path, self.opts.link)
+            blob = self.store.put_file(path, link)
         except StoreError as exc:
             fail("MF205", f"{instruction}: cannot store {path.name}", span, hint=str(exc))
         except OSError as exc:
