@@ -255,7 +255,7 @@ class Store:
         """Add a file in one pass over its bytes.
 
         ``auto``: reflink (FICLONE) when the filesystem can, then hash the
-        clone; else copy while hashing (hash and write overlap in two threads).
+        source once; else copy while hashing (hash and write overlap in two threads).
         ``copy``: always copy. ``hard``: hard-link the file into the store
         (same filesystem only; the store then shares the inode, so editing the
         original later corrupts the blob — `mfc verify` detects it).
@@ -271,7 +271,8 @@ class Store:
                 fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
                 try:
                     if link == "auto" and reflink(src.fileno(), fd):
-                        blob = hash_fd(fd)
+                        # The source's pages are likely cached, the clone's never are.
+                        blob = hash_fd(src.fileno())
                     else:
                         blob = copy_hashing(src.readinto, fd)
                     self._check_expected(blob, expected)
