@@ -65,13 +65,58 @@ def translate_go(text: str) -> str:
     return translate(go_parse.parse(text), text)
 
 
-def _jinja_column(text: str, line: int) -> int:
+_JINJA_TAG = re.compile(r"\{%[-+]?\s*(\w+)")
+_JINJA_BLOCKS = frozenset(
+    ["for", "if", "macro", "call", "filter", "block", "with", "autoescape", "generation"]
+)
+
+
+def _jinja_column(text: str, line: int, tag: str | None = None) -> int:
+    """Column of ``{% tag`` (or of the first tag) on ``line``; Jinja reports lines only."""
     lines = text.split("\n")
     if not 1 <= line <= len(lines):
         return 1
     src = lines[line - 1]
+    if tag is not None:
+        for m in _JINJA_TAG.finditer(src):
+            if m.group(1) == tag:
+                return m.start() + 1
     found = [i for i in (src.find("{%"), src.find("{{"), src.find("{#")) if i >= 0]
     return min(found) + 1 if found else 1
+
+
+def _unclosed_block(text: str, name: str) -> int | None:
+    """Offset of the innermost ``{% name %}`` that no ``{% endname %}`` closes."""
+    stack: list[tuple[str, int]] = []
+    for m in _JINJA_TAG.finditer(text):
+        word = m.group(1)
+        if word in _JINJA_BLOCKS:
+            stack.append((word, m.start()))
+        elif word.startswith("end") and word[3:] in _JINJA_BLOCKS:
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] == word[3:]:
+                    del stack[i:]
+                    break
+    for word, offset in reversed(stack):
+        if word == name:
+            return offset
+    return None
+
+
+def _jinja_problem(text: str, exc: jinja2.TemplateSyntaxError) -> TemplateProblem:
+    message = exc.message or "invalid Jinja2 template"
+    line = exc.lineno or 1
+    unclosed = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
+    if message.startswith("Unexpected end of template") and unclosed:
+        name = unclosed.group(1)
+        offset = _unclosed_block(text, name)
+        if offset is not None:
+            line, column = go_parse.line_col(text, offset)
+            msg = f"`{{% {name} %}}` is never closed: add `{{% end{name} %}}`"
+            return TemplateProblem(msg, line, column, "jinja")
+    unknown = re.match(r"Encountered unknown tag '(\w+)'", message)
+    column = _jinja_column(text, line, unknown.group(1) if unknown else None)
+    return TemplateProblem(message[:1].lower() + message[1:], line, column, "jinja")
 
 
 def check_template(text: str) -> TemplateProblem | None:
@@ -86,10 +131,7 @@ def check_template(text: str) -> TemplateProblem | None:
     try:
         compile_hf(text)
     except jinja2.TemplateSyntaxError as exc:
-        line = exc.lineno or 1
-        message = exc.message or "invalid Jinja2 template"
-        message = message[:1].lower() + message[1:]
-        return TemplateProblem(message, line, _jinja_column(text, line), "jinja")
+        return _jinja_problem(text, exc)
     return None
 
 

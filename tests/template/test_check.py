@@ -98,8 +98,14 @@ def test_valid_templates_have_no_problem(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment", "line", "column"),
     [
-        ("{% for m in messages %}\n  {{ m.content }}\n", "endfor", 2, 3),
-        ("line one\n  {% if x %}{% endfor %}", "endfor", 2, 3),
+        ("{% for m in messages %}\n  {{ m.content }}\n", "`{% for %}` is never closed", 1, 1),
+        (
+            "a\n {%- for m in x %}{% if m %}\n{% endif %}{% if y %}",
+            "`{% if %}` is never closed",
+            2,
+            39,
+        ),
+        ("line one\n  {% if x %}{% endfor %}", "endfor", 2, 13),
         ("{{ messages | nosuchfilter }}", "nosuchfilter", 1, 1),
         ("{{ messages }}\n{% if %}", "expected an expression", 2, 1),
         ("{% if x %}\n{{ x + }}\n{% endif %}", "unexpected", 2, 1),
