@@ -245,6 +245,7 @@ class Repl:
             image = self.load_image(args[0])
             self.say(f"Loading model '{args[0]}'")
             self.session.load(image)
+            self.session.engine()
         elif cmd == "/save":
             if len(args) != 1:
                 self.say("Usage:\n  /save <modelname>")

@@ -69,6 +69,7 @@ def run(
         if not parts:
             from mfc.cli.repl import Repl
 
+            session.engine()  # load now, as `ollama run` does: errors show before the prompt
             repl = Repl(session, load_image=_image, verbose=verbose, wordwrap=not nowordwrap)
             raise SystemExit(repl.run())
         from mfc.cli.repl import WordWrap
