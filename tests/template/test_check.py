@@ -102,8 +102,8 @@ def test_valid_templates_have_no_problem(text: str) -> None:
         (
             "a\n {%- for m in x %}{% if m %}\n{% endif %}{% if y %}",
             "`{% if %}` is never closed",
-            2,
-            39,
+            3,
+            12,
         ),
         ("line one\n  {% if x %}{% endfor %}", "endfor", 2, 13),
         ("{{ messages | nosuchfilter }}", "nosuchfilter", 1, 1),
