@@ -121,3 +121,35 @@ def test_corpus_translation(path: Path, snapshot) -> None:
     source = translate_go(text)
     assert source.count("\n") == text.count("\n")
     assert source == snapshot
+
+
+OLLAMA_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get current weather information for a location",
+        "parameters": {
+            "type": "object",
+            "required": ["location"],
+            "properties": {
+                "location": {
+                    "type": "string",
+                    "description": "The city and state, e.g. San Francisco, CA",
+                },
+                "unit": {
+                    "type": "string",
+                    "description": "The unit of temperature to use",
+                    "enum": ["celsius", "fahrenheit"],
+                },
+            },
+        },
+    },
+}
+
+
+def test_tool_json_matches_ollama_golden() -> None:
+    """Ollama's deepseek `tools-single` golden: tools, no messages, `{{ .Function }}` as JSON."""
+    template = (CORPUS / "go" / "deepseek-tools.gotmpl").read_text("utf-8")
+    golden = CORPUS / "ollama_expected_tools" / "deepseek-tools.tools-single"
+    out = render_prompt(template, messages=[], tools=[OLLAMA_TOOL], origin="deepseek-tools")
+    assert out == golden.read_text("utf-8")
