@@ -153,3 +153,41 @@ def test_tool_json_matches_ollama_golden() -> None:
     golden = CORPUS / "ollama_expected_tools" / "deepseek-tools.tools-single"
     out = render_prompt(template, messages=[], tools=[OLLAMA_TOOL], origin="deepseek-tools")
     assert out == golden.read_text("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("case", "messages"),
+    [
+        (
+            "tools-single-call",
+            [
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {
+                            "function": {
+                                "name": "get_weather",
+                                "arguments": {"location": "San Francisco, CA"},
+                            }
+                        }
+                    ],
+                }
+            ],
+        ),
+        (
+            "tools-single-result",
+            [
+                {
+                    "role": "tool",
+                    "content": '{"temperature": 22, "condition": "Sunny", "humidity": 45, '
+                    '"wind_speed": 10}',
+                }
+            ],
+        ),
+    ],
+)
+def test_tool_calls_match_ollama_goldens(case: str, messages: list[dict]) -> None:
+    template = (CORPUS / "go" / "deepseek-tools.gotmpl").read_text("utf-8")
+    golden = CORPUS / "ollama_expected_tools" / f"deepseek-tools.{case}"
+    assert render_prompt(template, messages=messages, origin="t") == golden.read_text("utf-8")
