@@ -287,6 +287,22 @@ class Engine:
             n += 1
         return n - 1 if n == len(tokens) and n > 0 else n
 
+    def _shift_context(self, num_keep: int, n_prompt: int) -> bool:
+        """Make room as Ollama/llama.cpp do: keep the first `num_keep` tokens (plus
+        BOS; all prompt tokens if negative), drop half of the rest, slide the tail."""
+        llm = self._llm
+        n = llm.n_tokens
+        bos = llm._model.token_bos()
+        keep = n_prompt if num_keep < 0 else num_keep + int(n > 0 and llm.input_ids[0] == bos)
+        keep = max(0, min(keep, n - 2))
+        discard = (n - keep) // 2
+        if discard <= 0 or not llm._ctx.kv_cache_seq_rm(0, keep, keep + discard):
+            return False
+        llm._ctx.kv_cache_seq_shift(0, keep + discard, n, -discard)
+        llm.input_ids[keep : n - discard] = llm.input_ids[keep + discard : n].copy()
+        llm.n_tokens = n - discard
+        return True
+
     def _generate(
         self,
         tokens: list[int],
@@ -295,28 +311,30 @@ class Engine:
         cancel: threading.Event,
         out: queue.SimpleQueue[tuple[str, Any]],
     ) -> None:
+        """The decode loop (llama-cpp-python's `eval` + a llama.cpp sampler chain).
+
+        Not `Llama.generate`: that loop cannot shift the context when it fills.
+        """
         import llama_cpp
         from llama_cpp.llama_grammar import LlamaGrammar
 
         llm = self._llm
-        model = llm._model
         start = time.perf_counter_ns()
         n_ctx = min(llm.n_ctx(), self.load_options.n_ctx)  # input_ids has the requested size
         if len(tokens) >= n_ctx:
             raise PromptTooLongError(len(tokens), n_ctx)
-        prompt_eval_count = len(tokens) - self._cached_prefix(tokens)
+        # Reuse the KV cache for the prefix this prompt shares with the last one
+        # (a conversation re-sends its history every turn).
+        reuse = self._cached_prefix(tokens)
+        if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
+            llm.n_tokens = reuse
+        else:
+            llm.reset()
+            reuse = 0
         llm.set_seed(s.seed if s.seed >= 0 else DEFAULT_SEED)
         llm.last_n_tokens_size = n_ctx if s.repeat_last_n < 0 else s.repeat_last_n
         grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
-        limit = n_ctx if s.num_predict == -2 else s.num_predict
-        stream = TextStream(s.stop)
-        vocab = model.vocab
-        piece = _PieceReader(vocab)
-        generated = 0
-        first = 0
-        reason = "stop"
-        gen = llm.generate(
-            tokens,
+        sampler = llm._init_sampler(
             top_k=s.top_k,
             top_p=s.top_p,
             min_p=s.min_p,
@@ -327,10 +345,18 @@ class Engine:
             presence_penalty=s.presence_penalty,
             grammar=grammar,
         )
+        limit = n_ctx if s.num_predict == -2 else s.num_predict
+        stream = TextStream(s.stop)
+        vocab = llm._model.vocab
+        piece = _PieceReader(vocab)
+        ctx = llm._ctx
+        generated = 0
+        reason = "stop"
         try:
-            for token in gen:
-                if not first:
-                    first = time.perf_counter_ns()
+            llm.eval(tokens[reuse:])
+            first = time.perf_counter_ns()
+            while True:
+                token = sampler.sample(ctx, -1)
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 generated += 1
@@ -345,27 +371,33 @@ class Engine:
                 if 0 <= limit <= generated:
                     reason = "length"
                     break
-                if llm.n_tokens >= n_ctx:
+                if llm.n_tokens >= n_ctx and (
+                    s.num_predict == -2 or not self._shift_context(s.num_keep, len(tokens))
+                ):
                     reason = "length"
                     out.put(("warning", f"the context window (num_ctx={n_ctx}) is full"))
                     break
+                llm.eval([token])
         finally:
-            gen.close()
+            sampler.close()
         tail = stream.finish()
         if tail:
             out.put(("text", tail))
         end = time.perf_counter_ns()
-        first = first or end
-        return_stats = Stats(
-            total_duration=end - start,
-            load_duration=0,
-            prompt_eval_count=prompt_eval_count,
-            prompt_eval_duration=first - start,
-            eval_count=generated,
-            eval_duration=end - first,
-            done_reason=reason,
+        out.put(
+            (
+                "done",
+                Stats(
+                    total_duration=end - start,
+                    load_duration=0,
+                    prompt_eval_count=len(tokens) - reuse,
+                    prompt_eval_duration=first - start,
+                    eval_count=generated,
+                    eval_duration=end - first,
+                    done_reason=reason,
+                ),
+            )
         )
-        out.put(("done", return_stats))
 
     # -- public API (any thread) ------------------------------------------------
 

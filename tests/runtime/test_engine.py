@@ -101,6 +101,17 @@ def test_prompt_longer_than_context_is_an_error(fixture_models: dict[str, Path])
             gen.result()
 
 
+def test_context_shifts_when_full(fixture_models: dict[str, Path]) -> None:
+    small = dataclasses.replace(SMALL, n_ctx=8)
+    with Engine(fixture_models["counter-f32.gguf"], small) as e:
+        gen = e.generate("abc", GREEDY)  # 4 prompt tokens + 23 answer tokens > 8
+        assert gen.result() == "defghijklmnopqrstuvwxyz"
+        assert gen.stats is not None and gen.stats.done_reason == "stop"
+        assert gen.warnings == []
+        # the cache is consistent afterwards: the next prompt answers right
+        assert e.generate("klm", GREEDY).result() == "nopqrstuvwxyz"
+
+
 def test_generation_stops_when_context_is_full(fixture_models: dict[str, Path]) -> None:
     small = dataclasses.replace(SMALL, n_ctx=8)
     with Engine(fixture_models["counter-f32.gguf"], small) as e:
