@@ -63,6 +63,10 @@ _NUMBER = re.compile(
     r"|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)"
 )
 _IDENT = re.compile(r"[^\W]+", re.UNICODE)
+# Nesting limits (Python, which runs the translation, allows ~20 nested loops); no chat
+# template comes close to them.
+MAX_DEPTH = 40  # nested if/with/range and parentheses
+MAX_RANGE_DEPTH = 12  # nested range
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
@@ -287,6 +291,12 @@ class _Parser:
         self.i = 0
         self.vars: list[str] = ["$"]
         self.range_depth = 0
+        self.depth = 0
+
+    def nest(self, pos: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"template nests more than {MAX_DEPTH} levels deep", pos)
 
     # -- token helpers -------------------------------------------------------------------------
     def error(self, message: str, pos: int) -> TemplateSyntaxError:
@@ -381,10 +391,16 @@ class _Parser:
 
     def control(self, kind: str, start: int) -> ast.Branch:
         saved = len(self.vars)
+        self.nest(start)
         try:
             pipe = self.pipeline(kind, allow_decl=True, multi=kind == "range")
             if kind == "range":
                 self.range_depth += 1
+                if self.range_depth > MAX_RANGE_DEPTH:
+                    self.range_depth -= 1
+                    raise self.error(
+                        f"`range` nests more than {MAX_RANGE_DEPTH} levels deep", start
+                    )
             try:
                 body, stop = self.item_list(kind)
             finally:
@@ -420,6 +436,7 @@ class _Parser:
             return ast.Branch(kind, pipe, body, orelse, start, False, else_pos, stop.pos)
         finally:
             del self.vars[saved:]
+            self.depth -= 1
 
     # -- pipelines -------------------------------------------------------------------------------
     def pipeline(
@@ -532,7 +549,10 @@ class _Parser:
         if kind == "number":
             return ast.Number(_number(value, self, pos), pos)
         if kind == "lparen":
-            return self.pipeline("parenthesized pipeline", allow_decl=False, end="rparen")
+            self.nest(pos)
+            pipe = self.pipeline("parenthesized pipeline", allow_decl=False, end="rparen")
+            self.depth -= 1
+            return pipe
         raise self.unexpected(tok, "operand" if kind != "keyword" else context)
 
     def use_var(self, name: str, pos: int) -> None:

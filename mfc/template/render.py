@@ -49,7 +49,7 @@ def detect_syntax(text: str) -> Syntax:
         return "go"
     try:
         compile_hf(text)
-    except jinja2.TemplateSyntaxError:
+    except (jinja2.TemplateSyntaxError, RecursionError, SyntaxError):
         # broken either way: `{{ name … }}` reads as Jinja, anything else as Ollama's Go
         return "jinja" if go_error.message.startswith("function `") else "go"
     return "jinja"
@@ -132,6 +132,8 @@ def check_template(text: str) -> TemplateProblem | None:
         compile_hf(text)
     except jinja2.TemplateSyntaxError as exc:
         return _jinja_problem(text, exc)
+    except (RecursionError, SyntaxError):  # Python's own nesting limits
+        return TemplateProblem("template nests too deeply", 1, 1, "jinja")
     return None
 
 
@@ -146,10 +148,14 @@ class _GoProgram:
 def _go_program(text: str) -> _GoProgram:
     nodes = ollama.with_response(go_parse.parse(text), len(text))
     names = ollama.identifiers(nodes)
-    full = compile_go(translate(nodes, text))
-    if "messages" in names or "document" in names:
-        return _GoProgram(True, full, full)
-    return _GoProgram(False, full, compile_go(translate(ollama.cut_at_response(nodes), text)))
+    try:
+        full = compile_go(translate(nodes, text))
+        if "messages" in names or "document" in names:
+            return _GoProgram(True, full, full)
+        cut = compile_go(translate(ollama.cut_at_response(nodes), text))
+    except (RecursionError, SyntaxError):  # Python's own nesting limits
+        raise TemplateSyntaxError("template nests too deeply", 1, 1) from None
+    return _GoProgram(False, full, cut)
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -235,6 +241,8 @@ def render_prompt(
         return "".join(parts)
     try:
         compiled = compile_hf(template)
+    except (RecursionError, SyntaxError):  # Python's own nesting limits
+        raise TemplateRenderError(origin, "template nests too deeply") from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateRenderError(
             origin, exc.message or "invalid Jinja2 template", exc.lineno

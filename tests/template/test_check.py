@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mfc.template import TemplateSyntaxError, check_template, detect_syntax, translate_go
+from mfc.template import (
+    TemplateRenderError,
+    TemplateSyntaxError,
+    check_template,
+    detect_syntax,
+    render_prompt,
+    translate_go,
+)
 
 # (id, Go template, message fragment, line, column)
 GO_ERRORS = [
@@ -117,3 +124,29 @@ def test_jinja_errors_are_located(text: str, fragment: str, line: int, column: i
     assert problem.syntax == "jinja"
     assert fragment in problem.message
     assert (problem.line, problem.column) == (line, column)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "syntax"),
+    [
+        ("{{ if .A }}" * 2000 + "{{ end }}" * 2000, "nests more than 40 levels deep", "go"),
+        ("{{ range .L }}" * 13 + "{{ end }}" * 13, "`range` nests more than 12", "go"),
+        ("{{ " + "(" * 500 + ".A" + ")" * 500 + " }}", "nests more than 40 levels deep", "go"),
+        ("{% if a %}" * 2000 + "{% endif %}" * 2000, "nests too deeply", "jinja"),
+        ("{% for a in b %}" * 60 + "{% endfor %}" * 60, "nests too deeply", "jinja"),
+    ],
+    ids=["go-if", "go-range", "go-parens", "jinja-if", "jinja-for"],
+)
+def test_absurd_nesting_is_a_problem_not_a_crash(text: str, fragment: str, syntax: str) -> None:
+    problem = check_template(text)
+    assert problem is not None
+    assert fragment in problem.message
+    assert problem.syntax == syntax
+    with pytest.raises(TemplateRenderError, match="nest"):
+        render_prompt(text, messages=[], origin="t")
+
+
+def test_reasonable_nesting_renders() -> None:
+    text = "{{ range $i, $v := .L }}" * 12 + "x" + "{{ end }}" * 12
+    assert check_template(text) is None
+    assert render_prompt(text, messages=[], origin="t") == ""
