@@ -80,6 +80,13 @@ class Turn:
 
 
 class Session:
+    """One model image plus this session's changes, conversation and loaded engine.
+
+    The engine is created on first use and recreated only when a load-time
+    option changes; `env` stands in for `os.environ` (MFC_CONTEXT_LENGTH) and
+    `engine_factory` for how engines are made (the HTTP server can share one).
+    """
+
     def __init__(
         self,
         image: ModelImage,
