@@ -22,6 +22,9 @@ import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+MAX_RANGE = 100_000  # like Jinja's sandbox: `range N` and printf widths stay small
+MAX_WIDTH = 10_000
+
 
 class GoExecError(Exception):
     """A Go template execution error (wrong argument types, bad field, …)."""
@@ -280,6 +283,8 @@ def range_items(value: Any) -> Iterator[tuple[Any, Any]]:
     if isinstance(value, dict):
         return iter(sorted(value.items(), key=lambda kv: kv[0]))
     if isinstance(value, int) and not isinstance(value, bool):
+        if value > MAX_RANGE:
+            raise GoExecError(f"range over {value}: more than {MAX_RANGE} iterations")
         return ((i, i) for i in range(value))
     raise GoExecError(f"range can't iterate over {format_value(value)}")
 
@@ -542,6 +547,8 @@ def go_printf(fmt: Any, *args: Any) -> str:
         flags, width, prec, v = m.group(1), m.group(2), m.group(3), m.group(4)
         if v == "%":
             return "%"
+        if max(int(width or 0), int(prec or 0)) > MAX_WIDTH:
+            raise GoExecError(f"printf: width or precision larger than {MAX_WIDTH}")
         try:
             arg = next(arg_iter)
         except StopIteration:

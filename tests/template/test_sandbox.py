@@ -103,3 +103,17 @@ def test_transformers_generation_tag_is_accepted() -> None:
     )
     msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     assert render_prompt(tmpl, messages=msgs, origin="t") == "a|b|"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ range 1000000000 }}x{{ end }}",
+        '{{ printf "%999999999s" "x" }}',
+        '{{ printf "%.999999999f" 1.5 }}',
+    ],
+    ids=["range-int", "printf-width", "printf-precision"],
+)
+def test_go_templates_cannot_allocate_without_bound(template: str) -> None:
+    with pytest.raises(TemplateRenderError, match=r"larger than|more than"):
+        render_prompt("{{ range .Messages }}{{ end }}" + template, messages=USER, origin="t")
