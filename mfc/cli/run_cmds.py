@@ -83,6 +83,13 @@ def run(
                 printer.write(chunk)
         except KeyboardInterrupt:
             turn.cancel()
+        except BrokenPipeError:  # `mfc run m p | head`: stop generating, quietly
+            turn.cancel()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(0) from None
+        except BaseException:
+            turn.cancel()
+            raise
         printer.finish()
         click.echo("")
         sys.stdout.flush()  # the answer before any warning or stats on stderr
