@@ -547,6 +547,13 @@ class Builder:
         hit = self.cache.file_digest(key)
         if hit is not None and self.store.has_blob(hit[0], hit[1]):
             info = self.cache.gguf_info(hit[0])
+            if info is None:
+                try:
+                    info = inspect(self.store.blob_path(hit[0]))
+                except GGUFFormatError:
+                    info = None  # not a GGUF after all: the full path below says why
+                else:
+                    self.cache.record_gguf_info(hit[0], info)
             if info is not None:
                 if check is not None:
                     check(info)

@@ -320,6 +320,12 @@ def test_stat_cache_makes_rebuilds_read_nothing(workspace: Path, store: Store) -
     assert not [e for e in warm if e.message.startswith("storing")]
     assert sum("unchanged" in e.message for e in warm) == 2
 
+    # without the header cache the stored blob's header is read, the file is not copied again
+    shutil.rmtree(store.root / ".mfc-cache" / "build" / "gguf")
+    no_info: list[BuildEvent] = []
+    Builder(store, progress=events(no_info)).build_spec(spec, workspace, "m")
+    assert not [e for e in no_info if e.message.startswith("storing")]
+
     # --no-cache reads again (same result); a touched file is re-hashed
     nocache: list[BuildEvent] = []
     Builder(store, no_cache=True, progress=events(nocache)).build_spec(spec, workspace, "m")
