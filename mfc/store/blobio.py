@@ -28,7 +28,12 @@ class Blob(NamedTuple):
     size: int
 
 
-def copy_hashing(readinto: Callable[[bytearray], int | None], dst_fd: int) -> Blob:
+Progress = Callable[[int], None]  # called with the bytes done so far
+
+
+def copy_hashing(
+    readinto: Callable[[bytearray], int | None], dst_fd: int, progress: Progress | None = None
+) -> Blob:
     """Copy until EOF, hashing in a second thread while this one reads and writes.
 
     Buffers cycle through a small pool: the hasher returns a buffer after
@@ -65,6 +70,8 @@ def copy_hashing(readinto: Callable[[bytearray], int | None], dst_fd: int) -> Bl
             work.put((buf, n))
             write_all(dst_fd, memoryview(buf)[:n])
             size += n
+            if progress is not None:
+                progress(size)
     finally:
         work.put(None)
         thread.join()
@@ -73,7 +80,7 @@ def copy_hashing(readinto: Callable[[bytearray], int | None], dst_fd: int) -> Bl
     return Blob("sha256:" + h.hexdigest(), size)
 
 
-def hash_fd(fd: int) -> Blob:
+def hash_fd(fd: int, progress: Progress | None = None) -> Blob:
     h = hashlib.sha256()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -83,6 +90,8 @@ def hash_fd(fd: int) -> Blob:
         while n := f.readinto(buf):
             h.update(view[:n])
             size += n
+            if progress is not None:
+                progress(size)
     return Blob("sha256:" + h.hexdigest(), size)
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from mfc.store import locking
-from mfc.store.blobio import Blob, copy_hashing, hash_fd, reflink
+from mfc.store.blobio import Blob, Progress, copy_hashing, hash_fd, reflink
 from mfc.store.fsutil import atomic_write_bytes, fsync_dir, write_all
 from mfc.store.manifest import DIGEST_RE, Manifest, ManifestError
 from mfc.store.names import InvalidNameError, ModelName, parse_name
@@ -232,7 +232,9 @@ class Store:
                 _unlink_quietly(tmp)
         return blob
 
-    def put_stream(self, src: IO[bytes], expected: str | None = None) -> Blob:
+    def put_stream(
+        self, src: IO[bytes], expected: str | None = None, progress: Progress | None = None
+    ) -> Blob:
         """Copy a readable binary stream into the store, hashing as it goes.
 
         With ``expected``, the content must hash to it (DigestMismatchError otherwise).
@@ -241,7 +243,7 @@ class Store:
             self._prepare_dirs()
             fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
             try:
-                blob = copy_hashing(src.readinto, fd)
+                blob = copy_hashing(src.readinto, fd, progress)
                 self._check_expected(blob, expected)
                 self._finish_tmp(fd, tmp, blob)
             finally:
@@ -250,7 +252,11 @@ class Store:
         return blob
 
     def put_file(
-        self, path: Path | str, link: LinkMode = "auto", expected: str | None = None
+        self,
+        path: Path | str,
+        link: LinkMode = "auto",
+        expected: str | None = None,
+        progress: Progress | None = None,
     ) -> Blob:
         """Add a file in one pass over its bytes.
 
@@ -259,6 +265,7 @@ class Store:
         ``copy``: always copy. ``hard``: hard-link the file into the store
         (same filesystem only; the store then shares the inode, so editing the
         original later corrupts the blob — `mfc verify` detects it).
+        ``progress(bytes_done)`` is called as the pass advances.
         """
         if link not in ("auto", "copy", "hard"):
             raise ValueError(f"link must be auto, copy or hard, not {link!r}")
@@ -266,15 +273,15 @@ class Store:
         with self.building():
             self._prepare_dirs()
             if link == "hard":
-                return self._put_hardlink(src_path, expected)
+                return self._put_hardlink(src_path, expected, progress)
             with open(src_path, "rb", buffering=0) as src:
                 fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
                 try:
                     if link == "auto" and reflink(src.fileno(), fd):
                         # The source's pages are likely cached, the clone's never are.
-                        blob = hash_fd(src.fileno())
+                        blob = hash_fd(src.fileno(), progress)
                     else:
-                        blob = copy_hashing(src.readinto, fd)
+                        blob = copy_hashing(src.readinto, fd, progress)
                     self._check_expected(blob, expected)
                     self._finish_tmp(fd, tmp, blob)
                 finally:
@@ -282,7 +289,9 @@ class Store:
                     _unlink_quietly(tmp)
         return blob
 
-    def _put_hardlink(self, src_path: Path, expected: str | None) -> Blob:
+    def _put_hardlink(
+        self, src_path: Path, expected: str | None, progress: Progress | None
+    ) -> Blob:
         tmp = self.tmp_dir / f"link-{uuid.uuid4().hex}"
         try:
             os.link(src_path, tmp)
@@ -296,7 +305,7 @@ class Store:
         try:
             fd = os.open(tmp, os.O_RDONLY)
             try:
-                blob = hash_fd(fd)
+                blob = hash_fd(fd, progress)
                 os.fsync(fd)  # the input may have been written just now
             finally:
                 os.close(fd)

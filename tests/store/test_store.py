@@ -78,6 +78,36 @@ def test_put_file_modes_hash_like_hashlib(store: Store, tmp_path: Path, link: st
     assert store.put_file(path, link=link) == blob  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("link", ["copy", "hard"])
+def test_put_file_reports_progress(store: Store, tmp_path: Path, link: str) -> None:
+    path, data = _big(tmp_path)
+    seen: list[int] = []
+    store.put_file(path, link=link, progress=seen.append)  # type: ignore[arg-type]
+    assert seen == sorted(seen) and len(seen) >= 3
+    assert seen[-1] == len(data)
+
+
+def test_threads_writing_at_once_leave_a_consistent_store(
+    store: Store, fixture_models: dict[str, Path]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    models = [fixture_models["counter-f32.gguf"], fixture_models["counter-f16.gguf"]]
+
+    def work(i: int) -> str:
+        m = stage(store, f"t{i}", models[i % 2], template=f"t{i % 3}")
+        stage(store, "shared", models[i % 2], template=f"w{i}")
+        return m.digest
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        digests = list(pool.map(work, range(16)))
+    listed = {e.name.display: e.digest for e in store.list_models()}
+    assert {f"t{i}:latest": d for i, d in enumerate(digests)}.items() <= listed.items()
+    assert "shared:latest" in listed
+    assert store.verify() == []
+    assert _leftovers(store) == []
+
+
 def test_put_file_expected_digest_mismatch_leaves_nothing(store: Store, tmp_path: Path) -> None:
     path, data = _big(tmp_path)
     with pytest.raises(DigestMismatchError, match="expected sha256:0000"):
