@@ -73,6 +73,10 @@ class JSONList(list):
     """A Go slice type with a ``String()`` method that marshals JSON (``api.Tools``)."""
 
 
+class NilJSONList(JSONList):
+    """A nil ``api.Tools`` (no tools in the request): empty, and marshals as ``null``."""
+
+
 class JSONMap(dict):
     """A Go map type with a ``String()`` method that marshals JSON (tool-call arguments)."""
 
@@ -365,7 +369,7 @@ def _empty(value: Any) -> bool:
 
 def to_json(value: Any) -> str:
     """``encoding/json.Marshal`` as Ollama's ``json`` template function uses it."""
-    if value is None or value is MISSING:
+    if value is None or value is MISSING or isinstance(value, NilJSONList):
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"

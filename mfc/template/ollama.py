@@ -142,7 +142,7 @@ def _think_values(think: bool | str | None) -> dict[str, Any]:
 def messages_root(conv: Conversation) -> dict[str, Any]:
     """The root map for a template that ranges over ``.Messages``."""
     system, messages = collate(conv.messages)
-    tools = gv.JSONList(gv.tool(t) for t in conv.tools) if conv.tools else gv.JSONList()
+    tools = gv.JSONList(gv.tool(t) for t in conv.tools) if conv.tools else gv.NilJSONList()
     return {
         "System": system,
         "Messages": messages,

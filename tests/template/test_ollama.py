@@ -244,3 +244,8 @@ def test_null_fields_are_go_zero_values() -> None:
     tmpl = "{{ range .Messages }}[{{ .Content }}|{{ .ToolCalls }}|{{ len .ToolCalls }}]{{ end }}"
     msgs = [{"role": "assistant", "content": None, "tool_calls": None, "thinking": None}]
     assert render_prompt(tmpl, messages=msgs, origin="t") == "[|[]|0]"
+
+
+def test_no_tools_is_nil_like_ollama() -> None:
+    tmpl = "{{ range .Messages }}{{ end }}{{ if .Tools }}t{{ end }}{{ .Tools }}|{{ json .Tools }}"
+    assert render_prompt(tmpl, messages=[], origin="t") == "null|null"
