@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from mfc.cli.main import cli
 from mfc.store import Store
@@ -69,6 +71,56 @@ def test_show_modelfile_rebuilds_the_same_digest(
     shown = CliRunner().invoke(cli, ["show", "original", "--modelfile"])
     assert shown.exit_code == 0, shown.output
     second = tmp_path / "second"
+    second.mkdir()
+    (second / "Modelfile").write_text(shown.output)
+    assert _build(second, "rebuilt") == digest
+
+
+_TEXT = st.text(st.sampled_from([*"aZ9 #$\"'{}<|>\\\t\n", "é", "\u2603"]), min_size=1, max_size=24)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    temperature=st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False),
+    top_p=st.floats(min_value=0, max_value=1),
+    seed=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    stops=st.lists(_TEXT, min_size=1, max_size=3),
+    system=_TEXT,
+)
+def test_show_modelfile_round_trips_any_values(
+    tmp_path_factory: pytest.TempPathFactory,
+    fixture_models: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    stops: list[str],
+    system: str,
+) -> None:
+    from mfc.modelfile.format import UnrepresentableValue, render_instruction
+
+    root = tmp_path_factory.mktemp("any")
+    monkeypatch.setenv("MFC_MODELS", str(root / "store"))
+    try:
+        lines = [
+            render_instruction("FROM", str(fixture_models["counter-f32.gguf"])),
+            render_instruction("SYSTEM", system),
+            render_instruction("PARAMETER", repr(temperature), name="temperature"),
+            render_instruction("PARAMETER", repr(top_p), name="top_p"),
+            render_instruction("PARAMETER", str(seed), name="seed"),
+            *(render_instruction("PARAMETER", s, name="stop") for s in stops),
+        ]
+    except UnrepresentableValue:
+        assume(False)
+    first = root / "first"
+    first.mkdir()
+    (first / "Modelfile").write_text("\n".join(lines) + "\n")
+    digest = _build(first, "original")
+    shown = CliRunner().invoke(cli, ["show", "original", "--modelfile"])
+    assert shown.exit_code == 0, shown.output
+    second = root / "second"
     second.mkdir()
     (second / "Modelfile").write_text(shown.output)
     assert _build(second, "rebuilt") == digest
