@@ -188,3 +188,43 @@ def test_rm_during_a_build_keeps_blobs_and_says_so(models: Store) -> None:
     assert "deleted 'me/counter:f16'" in result.output
     assert "run `mfc gc` later" in result.output
     assert len(models.gc(dry_run=True)) > 0
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1 KB"),
+        (1500, "1.5 KB"),
+        (684800, "684 KB"),
+        (4_700_000_000, "4.7 GB"),
+        (10**12, "1 TB"),
+        (12_345_678, "12 MB"),
+    ],
+)
+def test_human_bytes(n: int, text: str) -> None:
+    from mfc.cli.store_cmds import human_bytes
+
+    assert human_bytes(n) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.2, "Less than a second ago"),
+        (1, "About a second ago"),
+        (59, "59 seconds ago"),
+        (60, "About a minute ago"),
+        (3599, "59 minutes ago"),
+        (3600, "About an hour ago"),
+        (3 * 86400, "3 days ago"),
+        (14 * 86400, "2 weeks ago"),
+        (90 * 86400, "3 months ago"),
+        (800 * 86400, "2 years ago"),
+    ],
+)
+def test_human_ago(seconds: float, text: str) -> None:
+    from mfc.cli.store_cmds import human_ago
+
+    assert human_ago(seconds) == text
