@@ -266,9 +266,8 @@ class Repl:
                 self.say("Usage: /set parameter <name> <value>")
                 return
             name = args[1]
-            value = self.session.set_parameter(name, args[2:])
-            shown = ", ".join(value) if isinstance(value, tuple) else value
-            self.say(f"Set parameter '{name}' to '{shown}'")
+            self.session.set_parameter(name, args[2:])
+            self.say(f"Set parameter '{name}' to '{', '.join(args[2:])}'")
         elif what in ("system", "template"):
             text = line.split(what, 1)[1].strip()
             if text.startswith('"') and text.endswith('"') and len(text) >= 2:
@@ -312,6 +311,7 @@ class Repl:
                 ("parameters", _count(g.parameter_count)),
                 ("context length", g.context_length or "unknown"),
                 ("embedding length", g.embedding_length or "unknown"),
+                ("quantization", _file_type(g.file_type)),
                 ("num_ctx (effective)", s.resolved().values["num_ctx"]),
             ]
             self.say("  Model")
@@ -372,3 +372,14 @@ def _count(n: int | None) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def _file_type(value: int | None) -> str:
+    if value is None:
+        return "unknown"
+    import gguf
+
+    try:
+        return gguf.LlamaFileType(value).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except ValueError:
+        return str(value)

@@ -244,7 +244,7 @@ def test_repl_show_and_set_commands(
 
     child.expect_exact(">>> ")
     info = say("/show info")
-    for text in ("architecture", "llama", "context length", "512", "scale 0", "be brief"):
+    for text in ("architecture", "llama", "context length", "512", "F32", "scale 0", "be brief"):
         assert text in info
     assert "MIT License" in info
     assert say("/show license") == "MIT License\nsecond line\n"

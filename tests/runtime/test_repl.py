@@ -43,7 +43,7 @@ def say(child: pexpect.spawn, line: str) -> str:
 
 
 def test_chat_commands_and_conversation(repl: pexpect.spawn) -> None:
-    assert say(repl, "/set parameter temperature 0") == "Set parameter 'temperature' to '0.0'\n"
+    assert say(repl, "/set parameter temperature 0") == "Set parameter 'temperature' to '0'\n"
     assert say(repl, "abc").strip() == "defghijklmnopqrstuvwxyz"
     assert say(repl, "/set parameter num_predict 3").startswith("Set parameter 'num_predict'")
     assert say(repl, "klm").strip() == "nop"
