@@ -98,3 +98,13 @@ def test_template_render_rejects_bad_message(counter: str) -> None:
     result = mfc("template", "render", counter, "--message", "robot:hi")
     assert result.returncode == 2
     assert "ROLE:TEXT" in result.stderr
+
+
+def test_llama_cpp_is_imported_lazily() -> None:
+    code = (
+        "import sys, mfc.cli.run_cmds, mfc.cli.repl, mfc.runtime.session, mfc.runtime.engine;"
+        "sys.exit('llama_cpp' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+    result = mfc("run", "--help")
+    assert result.returncode == 0 and "--keepalive" in result.stdout
