@@ -263,7 +263,12 @@ class Repl:
         what = args[0]
         if what == "parameter":
             if len(args) < 3:
-                self.say("Usage: /set parameter <name> <value>")
+                from mfc.modelfile.params import PARAMETERS
+
+                self.say("Available Parameters:")
+                for spec in PARAMETERS.values():
+                    if not spec.deprecated:
+                        self.say(f"  /set parameter {spec.name:<18} {spec.doc}")
                 return
             name = args[1]
             self.session.set_parameter(name, args[2:])

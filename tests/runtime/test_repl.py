@@ -75,6 +75,8 @@ def test_errors_keep_the_repl_alive(repl: pexpect.spawn) -> None:
     assert "did you mean `temperature`?" in out
     assert "Unknown command '/frobnicate'" in say(repl, "/frobnicate")
     assert "/set parameter" in say(repl, "/? set")
+    listed = say(repl, "/set parameter")
+    assert "/set parameter temperature" in listed and "mirostat" not in listed
     assert "error[MF301]" in say(repl, "/load nosuch")
 
 
