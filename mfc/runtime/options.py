@@ -17,7 +17,6 @@ from mfc.modelfile.spec import ParamValue
 
 DEFAULT_NUM_CTX = 4096  # when neither the table, the model nor MFC_CONTEXT_LENGTH says
 CONTEXT_ENV = "MFC_CONTEXT_LENGTH"
-LOAD_PARAMS = ("num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap")
 
 
 def parameter_table() -> dict[str, Any]:
@@ -144,6 +143,6 @@ def resolve(
 
 
 def is_load_param(name: str) -> bool:
+    """Changing this parameter needs a model reload (the table's `phase`)."""
     spec = parameter_table().get(name)
-    phase = getattr(spec, "phase", None)
-    return phase == "load" if phase is not None else name in LOAD_PARAMS
+    return spec is not None and spec.phase == "load"
