@@ -13,26 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mfc.modelfile.params import PARAMETERS, ParamSpec
 from mfc.modelfile.spec import ParamValue
 
-DEFAULT_NUM_CTX = 4096  # when neither the table, the model nor MFC_CONTEXT_LENGTH says
 CONTEXT_ENV = "MFC_CONTEXT_LENGTH"
 
 
-def parameter_table() -> dict[str, Any]:
-    """name -> ParamSpec, from `mfc.modelfile.params` (imported lazily: it is someone else's)."""
-    from mfc.modelfile.params import PARAMETERS
-
-    return dict(PARAMETERS)
+def parameter_table() -> Mapping[str, ParamSpec]:
+    return PARAMETERS
 
 
 def table_defaults() -> dict[str, ParamValue]:
-    out: dict[str, ParamValue] = {}
-    for name, spec in parameter_table().items():
-        if getattr(spec, "default", None) is not None:
-            value = spec.default
-            out[name] = tuple(value) if isinstance(value, list) else value
-    return out
+    """Every parameter that has a default (deprecated ones have none)."""
+    return {name: spec.default for name, spec in PARAMETERS.items() if spec.default is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +99,8 @@ def resolve(
     """Merge the layers and clamp `num_ctx` to what the model was trained for."""
     env = os.environ if env is None else env
     warnings: list[str] = []
-    values: dict[str, ParamValue] = dict(table_defaults())
-    values.setdefault("num_ctx", DEFAULT_NUM_CTX)
+    values: dict[str, ParamValue] = table_defaults()
+    default_ctx = int(values["num_ctx"])  # type: ignore[arg-type]
     source = "default"
     env_ctx = env.get(CONTEXT_ENV, "").strip()
     if env_ctx:
@@ -128,8 +121,8 @@ def resolve(
         source = "num_ctx"
     num_ctx = int(values["num_ctx"])
     if num_ctx < 1:
-        warnings.append(f"num_ctx {num_ctx} is not positive; using {DEFAULT_NUM_CTX}")
-        num_ctx = DEFAULT_NUM_CTX
+        warnings.append(f"num_ctx {num_ctx} is not positive; using {default_ctx}")
+        num_ctx = default_ctx
     if trained_ctx and num_ctx > trained_ctx:
         # The default quietly fits the model; a value someone chose is reported.
         if source != "default":
