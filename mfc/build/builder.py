@@ -240,10 +240,18 @@ class Builder:
             if name is not None:
                 self._step(f"writing manifest {name.display}")
                 self.store.write_manifest(name, manifest)
-        if lock_file is not None:
-            old = _read_lock_quietly(lock_file)
-            if old != lock:
+        if lock_file is not None and _read_lock_quietly(lock_file) != lock:
+            try:
                 write_lock(lock_file, lock)
+            except OSError as exc:
+                diags.append(
+                    diagnose.warning(
+                        "MF218",
+                        f"the model was built, but {lock_file.name} could not be written",
+                        None,
+                        hint=f"{lock_file}: {exc.strerror or exc}",
+                    )
+                )
         if top_level:
             diags.extend(self.opts.warnings)  # dependencies' warnings, reported once
         return BuildResult(

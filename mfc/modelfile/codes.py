@@ -104,5 +104,6 @@ INVALID_TAG = register("MF214", "invalid-tag", E, "the -t / create NAME is not a
 SELF_REFERENCE = register("MF215", "self-reference", E, "FROM names the model being built")
 BAD_BASE = register("MF216", "bad-base", E, "base image unusable (missing blobs, no model layer)")
 DRAFT_IGNORED = register("MF217", "draft-ignored", W, "DRAFT is not built into the image yet")
+LOCK_NOT_WRITTEN = register("MF218", "lock-not-written", W, "Modelfile.lock could not be written")
 
 # --- MF3xx: runtime (owned by mfc.runtime) -----------------------------------------------------

@@ -219,3 +219,16 @@ def test_modelfile_from_stdin(workspace: Path, store: Store) -> None:
     locked = CliRunner().invoke(cli, ["build", "-f", "-", "--locked", str(workspace)], input="")
     assert locked.exit_code == 1
     assert "--locked needs a Modelfile on disk" in locked.stderr
+
+
+def test_unwritable_lockfile_is_a_warning(workspace: Path, store: Store) -> None:
+    write(workspace / "Modelfile", "FROM ./counter-f32.gguf\n")
+    (workspace / "Modelfile.lock").mkdir()  # cannot be replaced by a file, even by root
+    result = build_modelfile(workspace, "m", store=store)
+    assert [d.code for d in result.diagnostics] == ["MF218"]
+    assert store.read_manifest("m").digest == result.manifest_digest
+    cli_result = mfc("build", "-t", "m", str(workspace))
+    assert cli_result.exit_code == 0
+    assert "warning[MF218]: the model was built, but Modelfile.lock could not be written" in (
+        cli_result.stderr
+    )
