@@ -119,12 +119,7 @@ class _Lexer:
     def _right_delim(self, i: int) -> tuple[int, bool] | None:
         """Length and trim flag of a right delimiter (with optional trim marker) at ``i``."""
         t = self.text
-        if (
-            t.startswith(" -}}", i)
-            or t.startswith("\t-}}", i)
-            or t.startswith("\r-}}", i)
-            or (t.startswith("\n-}}", i))
-        ):
+        if i < len(t) and t[i] in _SPACE and t.startswith("-}}", i + 1):
             return 4, True
         if t.startswith("}}", i):
             return 2, False
@@ -165,8 +160,6 @@ class _Lexer:
                 j = i
                 while j < n and text[j] in _SPACE and self._right_delim(j) is None:
                     j += 1
-                if j == i:  # "\n-}}" etc: handled by _right_delim above
-                    j = i + 1
                 self.tokens.append(Token("space", text[i:j], i))
                 i = j
             elif c == "}":
@@ -484,8 +477,6 @@ class _Parser:
             if tok.kind == "pipe":
                 self.next_non_space()
         if not cmds:
-            if decl:
-                raise self.error(f"missing value for {context}", start)
             raise self.error(f"missing value for {context}", start)
         for n, cmd in enumerate(cmds[1:], start=2):
             if isinstance(cmd.args[0], (ast.Bool, ast.Dot, ast.Nil, ast.Number, ast.String)):
