@@ -248,3 +248,26 @@ def test_settings_warnings_are_given_once(counter: Path) -> None:
     assert any("trained context" in w for w in first.warnings)
     assert not any("trained context" in w for w in second.warnings)
     s.close()
+
+
+def test_session_modelfile_views(counter: Path, snapshot) -> None:
+    s = session(
+        counter,
+        template=GO_TEMPLATE,
+        system="be brief",
+        messages=(ChatMessage("user", "abc"), ChatMessage("assistant", "def")),
+        params={"stop": ("<|end|>", "x y")},
+    )
+    s.image = dataclasses.replace(s.image, name="counter", digest="sha256:" + "ab" * 32)
+    s.set_parameter("num_predict", ["3"])
+    s.system = "two\nlines"
+    answer = s.ask("klm").result()
+    shown = s.modelfile()
+    saved = s.modelfile(for_save=True)
+    assert {"show": shown, "save": saved} == snapshot
+    assert saved.startswith("FROM counter@sha256:abab")  # pinned to the running image
+    assert "PARAMETER stop" not in saved  # inherited through FROM, not repeated
+    assert "PARAMETER num_predict 3" in saved
+    assert "MESSAGE user abc\nMESSAGE assistant def\nMESSAGE user klm\n" in saved
+    assert saved.endswith(f"MESSAGE assistant {answer}\n")
+    s.close()
