@@ -116,6 +116,25 @@ def test_put_file_expected_digest_mismatch_leaves_nothing(store: Store, tmp_path
     assert _leftovers(store) == []
 
 
+def test_streams_with_uneven_reads_are_copied_exactly(store: Store) -> None:
+    """Aligned chunks go O_DIRECT; a short read switches to buffered writes mid-file."""
+    data = hashlib.shake_256(b"uneven").digest(3 * CHUNK + 777)
+    sizes = iter([CHUNK, 4096, 1000, CHUNK, CHUNK, 10**9])
+    pos = 0
+
+    class Uneven:
+        def readinto(self, buf: bytearray) -> int:
+            nonlocal pos
+            n = min(next(sizes), len(buf), len(data) - pos)
+            buf[:n] = data[pos : pos + n]
+            pos += n
+            return n
+
+    blob = store.put_stream(Uneven())  # type: ignore[arg-type]
+    assert blob == (_sha(data), len(data))
+    assert store.blob_path(blob.digest).read_bytes() == data
+
+
 def test_a_failing_stream_leaves_no_blob_and_no_temp(store: Store) -> None:
     class Broken:
         def __init__(self) -> None:
