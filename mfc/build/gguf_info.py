@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from struct import error as struct_error
 from typing import Any
 
 GGUF_MAGIC = b"GGUF"
@@ -143,14 +144,71 @@ def _check_magic(path: Path) -> int:
     return size
 
 
+def _reader_class() -> type:
+    """``GGUFReader`` with arrays read in bulk instead of one numpy view per element.
+
+    Why: gguf-py materialises every element of every array field separately, which takes
+    about 20 s for a llama-3-sized vocabulary (128k tokens, 280k merges) — longer than
+    hashing the model. The builder never reads those arrays, so this subclass keeps the
+    reader's field/tensor machinery and only changes how arrays are stored: numeric arrays
+    become one numpy view (``contents()`` still works), string arrays are stepped over by
+    their length prefixes and kept as raw bytes (their ``contents()`` is empty).
+    """
+    import struct
+
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType
+
+    class HeaderReader(GGUFReader):  # type: ignore[misc]
+        def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
+            if GGUFValueType(raw_type) != GGUFValueType.ARRAY:
+                return super()._get_field_parts(orig_offs, raw_type)
+            offs = orig_offs
+            raw_itype = self._get(offs, np.uint32)
+            offs += int(raw_itype.nbytes)
+            alen = self._get(offs, np.uint64)
+            offs += int(alen.nbytes)
+            itype = GGUFValueType(int(raw_itype[0]))
+            count = int(alen[0])
+            types = [GGUFValueType.ARRAY, itype]
+            nptype = self.gguf_scalar_to_np.get(itype)
+            if nptype is not None:
+                values = self._get(offs, nptype, count)
+                if len(values) != count:
+                    raise ValueError(f"array field at byte {orig_offs} runs past the end")
+                end = offs + int(values.nbytes)
+                return end - orig_offs, [raw_itype, alen, values], [2], types
+            if itype != GGUFValueType.STRING:
+                return super()._get_field_parts(orig_offs, raw_type)
+            u64 = struct.Struct("<Q" if self.endianess.name == "LITTLE" else ">Q")
+            buf, limit = memoryview(self.data), len(self.data)
+            end = offs
+            for _ in range(count):
+                (n,) = u64.unpack_from(buf, end)
+                end += 8 + n
+                if end > limit:
+                    raise ValueError(f"array field at byte {orig_offs} runs past the end")
+            raw = self._get(offs, np.uint8, end - offs)
+            return end - orig_offs, [raw_itype, alen, raw], [], types
+
+    return HeaderReader
+
+
 def inspect(path: Path) -> GGUFInfo:
     """Read the header and tensor table of one GGUF file (or one shard of a split set)."""
-    from gguf import GGMLQuantizationType, GGUFReader
+    from gguf import GGMLQuantizationType
 
     size = _check_magic(path)
     try:
-        reader = GGUFReader(path)
-    except (ValueError, IndexError, KeyError, OverflowError, UnicodeDecodeError) as exc:
+        reader = _reader_class()(path)
+    except (
+        ValueError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        UnicodeDecodeError,
+        struct_error,
+    ) as exc:
         if "reshape" in str(exc):
             reason = f"the file is truncated: tensor data stops early at byte {size}"
         else:

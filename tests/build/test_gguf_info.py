@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 from build_helpers import write_split
@@ -123,3 +124,54 @@ def test_split_sets(tmp_path: Path) -> None:
     shards[1].unlink()
     with pytest.raises(GGUFFormatError, match=r"m-00002-of-00003\.gguf of the 3-file split set"):
         split_set(shards[0])
+
+
+def _vocab_gguf(path: Path, n_tokens: int) -> None:
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(64)
+    w.add_embedding_length(8)
+    w.add_token_list([f"tok{i}" for i in range(n_tokens)])
+    w.add_token_scores([float(i) for i in range(n_tokens)])
+    w.add_token_merges([f"a{i} b{i}" for i in range(n_tokens)])
+    w.add_chat_template("{{ messages }}")
+    w.add_tensor("token_embd.weight", np.zeros((n_tokens, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_fast_reader_agrees_with_gguf_reader(
+    tmp_path: Path, fixture_models: dict[str, Path]
+) -> None:
+    """The bulk-array reader reads every field the builder uses exactly as GGUFReader does."""
+    from mfc.build.gguf_info import _reader_class
+
+    _vocab_gguf(tmp_path / "vocab.gguf", 300)
+    paths = [
+        tmp_path / "vocab.gguf",
+        *(fixture_models[n] for n in ("counter-q8_0.gguf", "lora-shift.gguf")),
+    ]
+    for path in paths:
+        plain, fast = gguf.GGUFReader(path), _reader_class()(path)
+        assert list(plain.fields) == list(fast.fields)
+        assert plain.data_offset == fast.data_offset
+        for key, field in plain.fields.items():
+            string_array = field.types[:1] == [gguf.GGUFValueType.ARRAY] and field.types[-1] == (
+                gguf.GGUFValueType.STRING
+            )
+            if not string_array:
+                assert fast.fields[key].contents() == field.contents(), key
+        assert [(t.name, t.shape.tolist(), t.data_offset) for t in plain.tensors] == [
+            (t.name, t.shape.tolist(), t.data_offset) for t in fast.tensors
+        ]
+    info = inspect(tmp_path / "vocab.gguf")
+    assert (info.chat_template, info.context_length) == ("{{ messages }}", 64)
+
+
+def test_truncated_inside_an_array(tmp_path: Path) -> None:
+    _vocab_gguf(tmp_path / "vocab.gguf", 300)
+    data = (tmp_path / "vocab.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[:1500])
+    with pytest.raises(GGUFFormatError, match="damaged or truncated"):
+        inspect(tmp_path / "cut.gguf")
