@@ -1,0 +1,36 @@
+"""The runtime: built model images on llama.cpp (see docs/run.md).
+
+    load_image(name) -> ModelImage          the store's view of a model
+    Session(image)                          conversation, overrides, loaded Engine
+    Session.ask(prompt) -> Turn             a streamed answer (iterate), then .stats
+    Engine(path, LoadOptions, adapters)     llama.cpp on one dedicated thread
+
+Importing this package does not import llama_cpp; loading a model does.
+"""
+
+from __future__ import annotations
+
+from mfc.runtime.engine import Engine, EngineError, Generation, PromptTooLongError
+from mfc.runtime.model import Adapter, ChatMessage, ModelImage, image_from_gguf, load_image
+from mfc.runtime.options import LoadOptions, SamplingOptions, resolve
+from mfc.runtime.session import Session, Turn
+from mfc.runtime.stats import Stats, format_stats
+
+__all__ = [
+    "Adapter",
+    "ChatMessage",
+    "Engine",
+    "EngineError",
+    "Generation",
+    "LoadOptions",
+    "ModelImage",
+    "PromptTooLongError",
+    "SamplingOptions",
+    "Session",
+    "Stats",
+    "Turn",
+    "format_stats",
+    "image_from_gguf",
+    "load_image",
+    "resolve",
+]

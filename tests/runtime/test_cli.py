@@ -108,3 +108,11 @@ def test_llama_cpp_is_imported_lazily() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
     result = mfc("run", "--help")
     assert result.returncode == 0 and "--keepalive" in result.stdout
+
+
+def test_runtime_public_api_sorted_and_complete() -> None:
+    import mfc.runtime as api
+
+    assert api.__all__ == sorted(api.__all__)
+    for name in api.__all__:
+        assert hasattr(api, name)
