@@ -83,7 +83,10 @@ def test_errors_keep_the_repl_alive(repl: pexpect.spawn) -> None:
 def test_sigint_while_answering_keeps_the_repl(repl: pexpect.spawn) -> None:
     say(repl, "/set parameter temperature 0")
     repl.sendline("abc")
+    repl.expect_exact("def")  # the line was read and the answer is streaming
     repl.kill(signal.SIGINT)  # lands during the answer or just after it
+    repl.sendline("/set parameter seed 4242")  # resynchronise on a known reply
+    repl.expect_exact("Set parameter 'seed' to '4242'")
     repl.expect_exact(PROMPT)
     assert repl.isalive()
     assert say(repl, "klm").strip() == "nopqrstuvwxyz"
