@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from mfc.store import InvalidNameError, Store, StoreError
+from mfc.store import InvalidNameError, Problem, Store, StoreError
 
 
 def _store() -> Store:
@@ -74,8 +74,11 @@ def _iso(ts: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_(as_json: bool) -> None:
     """List models in the store (NAME, ID, SIZE, MODIFIED)."""
+    skipped: list[Problem] = []
     with _errors():
-        entries = _store().list_models()
+        entries = _store().list_models(skipped)
+    for problem in skipped:
+        click.echo(f"warning: {problem.message} (see `mfc verify`)", err=True)
     if as_json:
         rows = [
             {

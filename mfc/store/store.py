@@ -408,17 +408,23 @@ class Store:
                     n = None
                 yield n, Path(dirpath) / fname
 
-    def list_models(self) -> list[ModelEntry]:
-        """Every readable model, sorted by name; unreadable manifests are skipped
-        (``verify`` reports them)."""
+    def list_models(self, skipped: list[Problem] | None = None) -> list[ModelEntry]:
+        """Every readable model, sorted by name. Unreadable manifests are left
+        out (and appended to ``skipped`` when given; ``verify`` reports them too)."""
         entries = []
         for n, path in self._manifest_files():
             if n is None:
+                if skipped is not None:
+                    message = f"{path} is not under a valid model name; ignored"
+                    skipped.append(Problem("manifest", message))
                 continue
             try:
                 manifest = Manifest.from_bytes(path.read_bytes())
                 mtime = path.stat().st_mtime
-            except (OSError, ManifestError):
+            except (OSError, ManifestError) as exc:
+                if skipped is not None:
+                    message = f"manifest {path} is unreadable: {exc}"
+                    skipped.append(Problem("manifest", message, name=n))
                 continue
             entries.append(ModelEntry(n, manifest, mtime))
         entries.sort(key=lambda e: e.name.key)

@@ -228,3 +228,14 @@ def test_human_ago(seconds: float, text: str) -> None:
     from mfc.cli.store_cmds import human_ago
 
     assert human_ago(seconds) == text
+
+
+def test_list_warns_about_unreadable_manifests(models: Store) -> None:
+    bad = models.root / "manifests/registry.ollama.ai/library/broken/latest"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{")
+    result = CliRunner().invoke(cli, ["list"])
+    assert result.exit_code == 0
+    assert f"warning: manifest {bad} is unreadable" in result.stderr
+    assert "broken" not in result.stdout
+    assert "counter:latest" in result.stdout
