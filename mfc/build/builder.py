@@ -311,7 +311,13 @@ class Builder:
                 f"the store {self.store.root}: skipped, `{name.display}` is the model being "
                 "built (its previous build)"
             )
-        elif name is not None:
+        elif name is None:  # `FROM @sha256:<hex>`: any local model with that manifest
+            for entry in self.store.list_models():
+                if entry.digest == digest:
+                    locked = LockedInput("FROM", ref, "model", digest, name=str(entry.name))
+                    return self._model_base(entry.manifest, locked, span)
+            searched.append(f"the store {self.store.root}: no model has digest {digest}")
+        else:
             try:
                 manifest = self.store.read_manifest(name)
             except ModelNotFoundError:
@@ -335,18 +341,17 @@ class Builder:
             searched.append(f"the registry cache: {how}")
         elif not cache_dir.exists():
             searched.append(f"the registry cache {cache_dir} ({how}): does not exist")
-        elif name is None:
-            searched.append(f"the registry cache {cache_dir}: images are looked up by name")
         else:
             found = self._from_registry_cache(ref, name, digest, cache_dir, span)
             if isinstance(found, _Base):
                 return found
             mismatch = mismatch or found == "mismatch"
-            what = (
-                f"`{name.display}` has another digest"
-                if found == "mismatch"
-                else f"no image `{name.display}`"
-            )
+            if name is None:
+                what = f"no image has digest {digest}"
+            elif found == "mismatch":
+                what = f"`{name.display}` has another digest"
+            else:
+                what = f"no image `{name.display}`"
             searched.append(f"the registry cache {cache_dir} ({how}): {what}")
         places = "; ".join(searched)
         if mismatch:
@@ -375,18 +380,24 @@ class Builder:
         )
 
     def _from_registry_cache(
-        self, ref: str, name: ModelName, digest: str | None, cache_dir: Path, span: Span
+        self, ref: str, name: ModelName | None, digest: str | None, cache_dir: Path, span: Span
     ) -> _Base | str:
         from mfc.store.oci_layout import LayoutError, OciLayout
 
         try:
             with OciLayout(cache_dir) as layout:
-                found = layout.find(name)
-                if found is None:
-                    return "missing"
-                manifest, _ = found
-                if digest is not None and manifest.digest != digest:
-                    return "mismatch"
+                if name is None:  # by digest alone
+                    entry = next((e for e in layout.entries() if e.manifest.digest == digest), None)
+                    if entry is None:
+                        return "missing"
+                    name, manifest = entry.name, entry.manifest
+                else:
+                    found = layout.find(name)
+                    if found is None:
+                        return "missing"
+                    manifest, _ = found
+                    if digest is not None and manifest.digest != digest:
+                        return "mismatch"
                 self._step(f"importing {name.display} from the registry cache")
                 for d in manifest.descriptors():
                     if self.store.has_blob(d.digest, d.size):

@@ -174,6 +174,21 @@ def test_registry_cache_resolution(tmp_path: Path, store: Store) -> None:
     # pinned by digest: must match
     pinned = write(tmp_path / "vendored" / "p" / "Modelfile", f"FROM counter:f16@{locked.digest}\n")
     assert build_modelfile(pinned, "p", store=store).lock.inputs[0].digest == locked.digest
+    # by digest alone: the registry cache, then (once imported and named) the store
+    by_digest = write(tmp_path / "vendored" / "d" / "Modelfile", f"FROM @{locked.digest}\n")
+    fresh = Store(tmp_path / "other-store")
+    r3 = build_modelfile(by_digest, "d", store=fresh)
+    assert (r3.lock.inputs[0].kind, r3.lock.inputs[0].name) == (
+        "registry_cache",
+        "registry.ollama.ai/library/counter:f16",
+    )
+    # `p` (FROM counter:f16@…, nothing added) is that very image, so it is found by digest
+    local = build_modelfile(by_digest, "d", store=store, registry_cache=tmp_path / "none")
+    assert store.read_manifest("p").digest == locked.digest
+    assert (local.lock.inputs[0].kind, local.lock.inputs[0].name) == (
+        "model",
+        "registry.ollama.ai/library/p:latest",
+    )
     wrong = write(
         tmp_path / "vendored" / "w" / "Modelfile", "FROM counter:nope@sha256:" + "a" * 64 + "\n"
     )
