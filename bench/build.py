@@ -12,7 +12,7 @@ targets hold whatever the disk and CPU:
 The GGUF (one big F32 tensor) is generated in a temp directory and deleted;
 the page cache is warm for every measurement alike. Best of ``--reps``.
 
-    python bench/build.py [--gib 1.0] [--reps 3] [--dir DIR]
+    python bench/build.py [--gib 1.0] [--reps 3] [--dir DIR] [--strict]
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def main() -> int:
     ap.add_argument("--gib", type=float, default=1.0, help="GGUF size in GiB (default 1)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mfc-bench-build-", dir=args.dir))
@@ -131,7 +132,8 @@ def main() -> int:
     for label, seconds, figure, target, ok in rows:
         verdict = "" if ok is None else ("ok" if ok else "MISSED")
         print(f"{label:<24} {seconds:8.3f} s  {figure:<18} {target:<9} {verdict}")
-    return 0 if all(r[4] is not False for r in rows) else 1
+    missed = any(r[4] is False for r in rows)
+    return 1 if missed and args.strict else 0
 
 
 if __name__ == "__main__":
