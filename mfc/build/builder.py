@@ -66,10 +66,13 @@ CACHE_DIRNAME = ".mfc-cache"
 
 @dataclass(frozen=True, slots=True)
 class BuildEvent:
-    """Progress for a UI: ``step`` starts a (maybe long) phase, ``info`` reports a fact."""
+    """Progress for a UI: ``step`` starts a (maybe long) phase, ``info`` reports a fact,
+    ``bytes`` says how far the current step's file has been read (``done`` of ``total``)."""
 
-    kind: str  # "step" | "info"
+    kind: str  # "step" | "info" | "bytes"
     message: str
+    done: int | None = None
+    total: int | None = None
 
 
 Progress = Callable[[BuildEvent], None]
@@ -594,8 +597,15 @@ class Builder:
         # A blob of this very store (FROM as printed by `mfc show --modelfile`) is only
         # re-hashed: linking it in place costs no copy.
         link = "hard" if path.resolve().parent == self.store.blobs_dir.resolve() else self.opts.link
+        report = self.opts.progress
+        total, what = st.st_size, f"storing {path.name}"
+
+        def read_so_far(done: int) -> None:
+            if report is not None:
+                report(BuildEvent("bytes", what, done, total))
+
         try:
-            blob = self.store.put_file(path, link)
+            blob = self.store.put_file(path, link, progress=read_so_far)
         except StoreError as exc:
             fail("MF205", f"{instruction}: cannot store {path.name}", span, hint=str(exc))
         except OSError as exc:

@@ -45,8 +45,16 @@ def _parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[object]:
-    """A rich status line on stderr that follows the build's steps."""
+    """Rich progress on stderr: the current step, and a byte bar while a file is stored."""
     from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TransferSpeedColumn,
+    )
 
     from mfc.build import BuildEvent
 
@@ -59,13 +67,23 @@ def _progress(quiet: bool) -> Iterator[object]:
 
         yield plain
         return
-    with console.status("building…") as status:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("building…", total=None)
 
         def show(event: BuildEvent) -> None:
             if event.kind == "step":
-                status.update(event.message)
+                bar.update(task, description=event.message, total=None, completed=0)
+            elif event.kind == "bytes":
+                bar.update(task, total=event.total, completed=event.done)
             else:
-                console.print(f"[dim]{event.message}[/dim]", highlight=False)
+                bar.console.print(f"[dim]{event.message}[/dim]", highlight=False)
 
         yield show
 
