@@ -44,7 +44,15 @@ from mfc.build.locate import (
     looks_like_path,
     pick_gguf,
 )
-from mfc.build.lockfile import Lock, LockedInput, drift, lock_path, read_lock, write_lock
+from mfc.build.lockfile import (
+    Drift,
+    Lock,
+    LockedInput,
+    drift,
+    lock_path,
+    read_lock,
+    write_lock,
+)
 from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError
 from mfc.modelfile.span import Span
 from mfc.modelfile.spec import ModelSpec
@@ -356,14 +364,14 @@ class Builder:
             else:
                 what = f"no image `{name.display}`"
             searched.append(f"the registry cache {cache_dir} ({how}): {what}")
-        places = "; ".join(searched)
+        places = "searched " + "; ".join(searched) + "; "
         if mismatch:
             fail(
                 "MF203",
                 f"FROM `{ref}`: no model with digest {digest}",
                 span,
                 label="digest does not match",
-                hint=f"searched {places}; update the digest or rebuild/load that exact model",
+                hint=f"{places}update the digest, or rebuild or load that exact model",
             )
         if self_ref:
             assert name is not None
@@ -371,7 +379,7 @@ class Builder:
                 "MF215",
                 f"FROM `{ref}` names the model being built, and no other source has it",
                 span,
-                hint=f"searched {places}; to build on the current `{name.display}`, pin it: "
+                hint=f"{places}to build on the current `{name.display}`, pin it: "
                 f"`FROM {name.display}@sha256:<digest>` (see `mfc list`), or use another tag",
             )
         fail(
@@ -379,7 +387,7 @@ class Builder:
             f"FROM `{ref}` matches no file, Modelfile, local model or cached image",
             span,
             label="not found",
-            hint=f"searched {places}; build or load the model, or fix the name or path",
+            hint=f"{places}build or load the model, or fix the name or path",
         )
 
     def _from_registry_cache(
@@ -854,17 +862,24 @@ class Builder:
         changes = drift(locked, fresh)
         if not changes and locked.manifest != fresh.manifest:
             changes.append(
-                f"the image: locked {locked.manifest}, this build gives {fresh.manifest} "
-                "(the Modelfile's text changed, or the builder did)"
+                Drift(
+                    f"the image: locked {locked.manifest}, this build gives {fresh.manifest} "
+                    "(the Modelfile's text changed, or the builder did)"
+                )
             )
         if changes:
-            fail(
-                "MF210",
-                f"--locked: the build differs from {lock_file.name}",
-                span,
-                hint="drifted:\n"
-                + "\n".join(f"  - {c}" for c in changes)
-                + "\nrebuild without --locked to update the lockfile",
+            spans = [spec.base.span, *(a.span for a in spec.adapters)]
+            raise DiagnosticError(
+                [
+                    diagnose.error(
+                        "MF210",
+                        f"--locked: {change.message}",
+                        spans[change.input_index] if change.input_index is not None else span,
+                        label="drifted from the lock",
+                        hint=f"rebuild without --locked to update {lock_file.name}",
+                    )
+                    for change in changes
+                ]
             )
 
 

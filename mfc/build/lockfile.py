@@ -113,34 +113,45 @@ def write_lock(path: Path, lock: Lock) -> None:
     atomic_write_bytes(path, lock.to_bytes())
 
 
-def drift(locked: Lock, fresh: Lock) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One difference between the lock and a fresh resolution."""
+
+    message: str
+    input_index: int | None = None  # which of the fresh inputs (0 = FROM); None: not an input
+
+
+def drift(locked: Lock, fresh: Lock) -> list[Drift]:
     """Each way ``fresh`` (this build's resolution) differs from ``locked``; empty = none."""
-    changes: list[str] = []
+    changes: list[Drift] = []
     for i in range(max(len(locked.inputs), len(fresh.inputs))):
         old = locked.inputs[i] if i < len(locked.inputs) else None
         new = fresh.inputs[i] if i < len(fresh.inputs) else None
         if old is None and new is not None:
-            changes.append(f"{new.describe()}: not in the lockfile (now {new.digest})")
+            changes.append(Drift(f"{new.describe()}: not in the lockfile (now {new.digest})", i))
         elif new is None and old is not None:
-            changes.append(f"{old.describe()}: in the lockfile but no longer in the Modelfile")
+            changes.append(
+                Drift(f"{old.describe()}: in the lockfile but no longer in the Modelfile")
+            )
         elif old is not None and new is not None:
             if (old.instruction, old.ref) != (new.instruction, new.ref):
-                changes.append(f"input {i + 1}: was `{old.describe()}`, now `{new.describe()}`")
+                message = f"input {i + 1}: was `{old.describe()}`, now `{new.describe()}`"
             elif old.digest != new.digest:
-                changes.append(
-                    f"{new.describe()}: locked {old.digest}, now resolves to {new.digest}"
-                )
+                message = f"{new.describe()}: locked {old.digest}, now resolves to {new.digest}"
             elif old.kind != new.kind:
-                changes.append(f"{new.describe()}: locked as a {old.kind}, now a {new.kind}")
+                message = f"{new.describe()}: locked as a {old.kind}, now a {new.kind}"
             elif old.scale != new.scale:
-                changes.append(f"{new.describe()}: scale locked {old.scale}, now {new.scale}")
+                message = f"{new.describe()}: scale locked {old.scale}, now {new.scale}"
+            else:
+                continue
+            changes.append(Drift(message, i))
     old_args, new_args = dict(locked.build_args), dict(fresh.build_args)
     for key in sorted(old_args.keys() | new_args.keys()):
         old, new = old_args.get(key), new_args.get(key)
         if old != new:
-            changes.append(f"build arg {key}: locked {_show(old)}, now {_show(new)}")
+            changes.append(Drift(f"build arg {key}: locked {_show(old)}, now {_show(new)}"))
     if locked.quantize != fresh.quantize:
-        changes.append(f"--quantize: locked {locked.quantize}, now {fresh.quantize}")
+        changes.append(Drift(f"--quantize: locked {locked.quantize}, now {fresh.quantize}"))
     return changes
 
 

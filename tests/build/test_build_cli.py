@@ -93,8 +93,8 @@ def test_build_args_and_locked(workspace: Path, store: Store) -> None:
     assert locked.stdout == first.stdout
     drift = mfc("build", "--locked", "--build-arg", "WHO=x", "-t", "m", str(workspace))
     assert drift.exit_code == 1
-    assert "error[MF210]: --locked: the build differs from Modelfile.lock" in drift.stderr
-    assert "  - build arg WHO: locked `counter`, now `x`" in drift.stderr
+    assert "error[MF210]: --locked: build arg WHO: locked `counter`, now `x`" in drift.stderr
+    assert "help: rebuild without --locked to update Modelfile.lock" in drift.stderr
     assert store.read_manifest("m").digest == first.stdout.strip()
 
 

@@ -77,7 +77,12 @@ def test_missing_and_malformed(tmp_path: Path) -> None:
     ids=["same", "digest", "removed", "added", "scale", "kind", "args+quantize"],
 )
 def test_drift(fresh: Lock, expected: list[str]) -> None:
-    assert drift(lock(FROM, ADAPTER), fresh) == expected
+    assert [d.message for d in drift(lock(FROM, ADAPTER), fresh)] == expected
+
+
+def test_drift_points_at_the_input() -> None:
+    changed = lock(FROM, LockedInput("ADAPTER", "a.gguf", "file", D3), args={"X": "1"})
+    assert [d.input_index for d in drift(lock(FROM, ADAPTER), changed)] == [1, None]
 
 
 _text = st.text(min_size=1, max_size=20)
