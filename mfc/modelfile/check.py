@@ -112,7 +112,6 @@ class _Checker:
         self.diagnostics: list[Diagnostic] = []
         self.args: dict[str, str | None] = {}  # declared ARGs -> value (None: unset)
         self.declared_later: dict[str, int] = {}
-        self.used_args: set[str] = set()
 
     def add(self, diag: Diagnostic) -> None:
         self.diagnostics.append(diag)
@@ -143,7 +142,6 @@ class _Checker:
                 continue
             out.append(value[pos : m.start()])
             arg_value = self.args[name]
-            self.used_args.add(name)
             if arg_value is None:
                 self.add(
                     codes.UNSET_ARG(
@@ -298,9 +296,9 @@ class _Checker:
             requires=singles.get("REQUIRES"),
             renderer=singles.get("RENDERER"),
             parser=singles.get("PARSER"),
-            build_args=tuple(
-                sorted((k, v or "") for k, v in self.args.items() if k in self.used_args)
-            ),
+            # Every declared ARG, used or not: `mfc show --modelfile` re-declares them, so the
+            # rebuilt config records the same build args and gets the same digest.
+            build_args=tuple(sorted((k, v or "") for k, v in self.args.items())),
         )
 
     # -- per instruction -------------------------------------------------------------------------

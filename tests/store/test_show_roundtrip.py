@@ -42,20 +42,7 @@ def _build(path: Path, tag: str) -> str:
     return Store.from_env().read_manifest(tag).digest
 
 
-_BUILD_ARGS_IN_CONFIG = pytest.mark.xfail(
-    reason="the builder records used ARG values in the config; the printed `ARG WHO=…` is"
-    " declared but unused in the rebuilt Modelfile, so the configs differ (reported to the lead)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=_BUILD_ARGS_IN_CONFIG) if c == "build-args" else c
-        for c in sorted(CASES)
-    ],
-)
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_show_modelfile_rebuilds_the_same_digest(
     case: str, mfc_home: Path, tmp_path: Path, fixture_models: dict[str, Path]
 ) -> None:
