@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from mfc.modelfile.diagnostics import DiagnosticError
@@ -61,6 +62,22 @@ HELP_SHORTCUTS = """Available keyboard shortcuts:
   Ctrl + l            Clear the screen (with readline)
   \"\"\"                 Begin and end a multi-line message
 """
+
+
+@contextlib.contextmanager
+def sigint_for_main_thread() -> Iterator[None]:
+    """Threads started inside (numpy's BLAS pool, the engine's worker and its
+    OpenMP team) inherit a mask blocking SIGINT, so Ctrl-C is always delivered
+    to the main thread: a SIGINT taken by another thread would wait for the
+    main thread's next wake-up (at the REPL prompt, the next keystroke)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class WordWrap:
@@ -242,10 +259,11 @@ class Repl:
             if len(args) != 1:
                 self.say("Usage:\n  /load <modelname>")
                 return None
-            image = self.load_image(args[0])
-            self.say(f"Loading model '{args[0]}'")
-            self.session.load(image)
-            self.session.engine()
+            with sigint_for_main_thread():
+                image = self.load_image(args[0])
+                self.say(f"Loading model '{args[0]}'")
+                self.session.load(image)
+                self.session.engine()
         elif cmd == "/save":
             if len(args) != 1:
                 self.say("Usage:\n  /save <modelname>")

@@ -56,6 +56,7 @@ def run(
     echo abc | mfc run counter       the same, prompt from stdin
     mfc run counter                  interactive chat (/? for help)
     """
+    from mfc.cli.repl import sigint_for_main_thread
     from mfc.runtime.session import Session
     from mfc.runtime.stats import format_stats
 
@@ -65,11 +66,13 @@ def run(
         if piped:
             parts.insert(0, piped)
     try:
-        session = Session(_image(name), format=fmt)
+        with sigint_for_main_thread():
+            session = Session(_image(name), format=fmt)
+            if not parts:
+                session.engine()  # load now, as `ollama run` does: errors show before the prompt
         if not parts:
             from mfc.cli.repl import Repl
 
-            session.engine()  # load now, as `ollama run` does: errors show before the prompt
             repl = Repl(session, load_image=_image, verbose=verbose, wordwrap=not nowordwrap)
             raise SystemExit(repl.run())
         from mfc.cli.repl import WordWrap

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -68,6 +69,12 @@ class _Worker:
         return self._thread.ident
 
     def _run(self) -> None:
+        # Ctrl-C must reach the main thread: a SIGINT the kernel hands to this
+        # thread (or to the OpenMP threads it spawns, which inherit the mask)
+        # would only be noticed by the main thread at its next wake-up, e.g. a
+        # keystroke at the REPL prompt.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         while (job := self._jobs.get()) is not None:
             fn, fut = job
             if not fut.set_running_or_notify_cancel():

@@ -6,6 +6,7 @@ import io
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -85,11 +86,24 @@ def test_sigint_while_answering_keeps_the_repl(repl: pexpect.spawn) -> None:
     repl.sendline("abc")
     repl.expect_exact("def")  # the line was read and the answer is streaming
     repl.kill(signal.SIGINT)  # lands during the answer or just after it
+    time.sleep(0.5)  # let it be handled (a line typed meanwhile would be discarded)
     repl.sendline("/set parameter seed 4242")  # resynchronise on a known reply
     repl.expect_exact("Set parameter 'seed' to '4242'")
     repl.expect_exact(PROMPT)
     assert repl.isalive()
     assert say(repl, "klm").strip() == "nopqrstuvwxyz"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_only_the_main_thread_takes_sigint(repl: pexpect.spawn) -> None:
+    say(repl, "/set parameter temperature 0")
+    say(repl, "abc")  # the worker and llama.cpp's threads exist now
+    taking = []
+    for task in Path(f"/proc/{repl.pid}/task").iterdir():
+        fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines())
+        if not int(fields["SigBlk"], 16) & (1 << (signal.SIGINT - 1)):
+            taking.append(int(task.name))
+    assert taking == [repl.pid]  # the main thread's id is the process id
 
 
 class InterruptingOutput(io.StringIO):
