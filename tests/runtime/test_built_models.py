@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +262,36 @@ def test_repl_show_and_set_commands(
     assert say("abc").lstrip().startswith("{")
     child.sendline("/bye")
     child.expect(pexpect.EOF)
+
+
+def test_ctrl_c_stops_an_endless_answer_not_the_repl(
+    tmp_path: Path, fixture_models: dict[str, Path], mfc_home: Path
+) -> None:
+    # lora-constant makes the counter answer "_" forever; the context shifts
+    # when full, so only Ctrl-C ends this answer.
+    build(
+        tmp_path,
+        fixture_models,
+        "endless",
+        "PARAMETER temperature 0\nADAPTER ./lora-constant.gguf\n",
+    )
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "mfc", "run", "endless", "--nowordwrap"],
+        env={**os.environ, "MFC_MODELS": str(mfc_home), "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+    )
+    child.expect_exact(">>> ")
+    child.sendline("abc")
+    child.expect_exact("_" * 600)  # well past num_ctx 512: the context has shifted
+    child.kill(signal.SIGINT)
+    child.expect_exact(">>> ")
+    child.sendline("/show modelfile")
+    child.expect_exact(">>> ")
+    assert "MESSAGE" not in child.before  # the interrupted exchange was not kept
+    child.sendline("/bye")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -81,19 +81,6 @@ def test_errors_keep_the_repl_alive(repl: pexpect.spawn) -> None:
     assert "error[MF301]" in say(repl, "/load nosuch")
 
 
-def test_sigint_while_answering_keeps_the_repl(repl: pexpect.spawn) -> None:
-    say(repl, "/set parameter temperature 0")
-    repl.sendline("abc")
-    repl.expect_exact("def")  # the line was read and the answer is streaming
-    repl.kill(signal.SIGINT)  # lands during the answer or just after it
-    time.sleep(0.5)  # let it be handled (a line typed meanwhile would be discarded)
-    repl.sendline("/set parameter seed 4242")  # resynchronise on a known reply
-    repl.expect_exact("Set parameter 'seed' to '4242'")
-    repl.expect_exact(PROMPT)
-    assert repl.isalive()
-    assert say(repl, "klm").strip() == "nopqrstuvwxyz"
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_only_the_main_thread_takes_sigint(repl: pexpect.spawn) -> None:
     say(repl, "/set parameter temperature 0")
@@ -138,6 +125,9 @@ def test_ctrl_c_mid_answer_cancels_only_that_answer(fixture_models: dict[str, Pa
 
 
 def test_ctrl_c_at_prompt_and_ctrl_d_exit(repl: pexpect.spawn) -> None:
+    # Python's readline misses a SIGINT that lands while it is still printing
+    # the prompt (until the next key); give it a moment to be waiting.
+    time.sleep(0.3)
     repl.kill(signal.SIGINT)
     repl.expect_exact("Use Ctrl + d or /bye to exit.")
     repl.expect_exact(PROMPT)
