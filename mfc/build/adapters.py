@@ -9,7 +9,7 @@ pair targets a base tensor ``X`` with ``X.ne0 == a.ne0``, ``X.ne1 == b.ne1`` and
 
 from __future__ import annotations
 
-from mfc.build.gguf_info import GGUFInfo
+from mfc.gguf_meta import GGUFInfo
 
 _A, _B = ".lora_a", ".lora_b"
 

@@ -36,7 +36,6 @@ from mfc.build.compose import (
     order_layers,
 )
 from mfc.build.diagnose import fail
-from mfc.build.gguf_info import GGUFFormatError, GGUFInfo, inspect, merge_split, split_set
 from mfc.build.locate import (
     expand,
     find_registry_cache,
@@ -53,6 +52,7 @@ from mfc.build.lockfile import (
     read_lock,
     write_lock,
 )
+from mfc.gguf_meta import GGUFFormatError, GGUFInfo, inspect, merge_split, split_set
 from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError
 from mfc.modelfile.span import Span
 from mfc.modelfile.spec import ModelSpec

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mfc.build.gguf_info import GGUFInfo
+from mfc.gguf_meta import GGUFInfo
 from mfc.store.fsutil import atomic_write_bytes
 
 CACHE_VERSION = 1

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mfc.build.gguf_info import GGUFInfo, parameter_count_label
+from mfc.gguf_meta import GGUFInfo, parameter_count_label
 from mfc.modelfile.spec import Message, Param, ParamValue
 from mfc.store import media_types
 from mfc.store.manifest import Descriptor

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import mfc
-from mfc.build.gguf_info import SPLIT_RE
+from mfc.gguf_meta import SPLIT_RE
 
 REGISTRY_CACHE_ENV = "MFC_REGISTRY_CACHE"
 REGISTRY_CACHE_DIRNAME = "registry_cache"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mfc.build.adapters import adapter_problem
-from mfc.build.gguf_info import GGUFInfo, TensorInfo, inspect
+from mfc.gguf_meta import GGUFInfo, TensorInfo, inspect
 
 
 @pytest.fixture(scope="module")

@@ -458,7 +458,7 @@ def test_quantize(workspace: Path, store: Store) -> None:
     assert r.config["file_type"] == "Q8_0"
     assert r.lock.quantize == "Q8_0"
     model = r.manifest.layer(mt.MODEL)
-    from mfc.build.gguf_info import inspect
+    from mfc.gguf_meta import inspect
 
     info = inspect(store.blob_path(model.digest))
     assert info.file_type == "Q8_0"

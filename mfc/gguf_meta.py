@@ -1,19 +1,19 @@
-"""What the builder needs to know about a GGUF file, read with ``gguf.GGUFReader``.
+"""GGUF header facts for every part of mfc: one fast reader over ``gguf.GGUFReader``.
 
-The header is never hand-parsed: gguf-py owns the format. This module only
-turns the reader's fields into a small frozen record (cacheable as JSON, so a
-warm rebuild never re-reads a multi-GB header) and turns the reader's failures
-into a plain ``GGUFFormatError`` whose ``reason`` the builder places on the
-Modelfile line that named the file.
+The header is never hand-parsed: gguf-py owns the format. This leaf module
+(it imports nothing from mfc, so the store and the runtime can use it without
+pulling in the builder) turns the reader's fields into a small frozen record
+(cacheable as JSON, so a warm rebuild never re-reads a multi-GB header) and
+turns the reader's failures into a plain ``GGUFFormatError`` whose ``reason``
+the builder places on the Modelfile line that named the file.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from struct import error as struct_error
 from typing import Any
@@ -42,17 +42,26 @@ class TensorInfo:
 
 @dataclass(frozen=True, slots=True)
 class GGUFInfo:
-    architecture: str | None
-    general_type: str  # "model" unless the file says otherwise (e.g. "adapter")
-    adapter_type: str | None  # "lora" for LoRA adapters
-    parameter_count: int
-    file_type: str  # Ollama's names: F32, F16, BF16, Q8_0, Q4_K_M, …
-    context_length: int | None
-    embedding_length: int | None
-    chat_template: str | None
-    split_no: int | None  # 0-based shard index of a split set
-    split_count: int | None
-    tensors: tuple[TensorInfo, ...]
+    """What the builder, the runtime and ``mfc show`` know about a GGUF file before loading it.
+
+    Every field has a default so the runtime can describe a model it has no file
+    for (tests, a bare prompt render).
+    """
+
+    architecture: str | None = None
+    name: str | None = None  # general.name
+    general_type: str = "model"  # "model" unless the file says otherwise (e.g. "adapter")
+    adapter_type: str | None = None  # "lora" for LoRA adapters
+    parameter_count: int = 0
+    file_type: str | None = None  # Ollama's names: F32, F16, BF16, Q8_0, Q4_K_M, …
+    context_length: int | None = None
+    embedding_length: int | None = None
+    chat_template: str | None = None
+    bos_token: str = ""  # the BOS/EOS token's text ("" if the file names none)
+    eos_token: str = ""
+    split_no: int | None = None  # 0-based shard index of a split set
+    split_count: int | None = None
+    tensors: tuple[TensorInfo, ...] = ()
 
     @property
     def is_adapter(self) -> bool:
@@ -64,6 +73,7 @@ class GGUFInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "architecture": self.architecture,
+            "name": self.name,
             "general_type": self.general_type,
             "adapter_type": self.adapter_type,
             "parameter_count": self.parameter_count,
@@ -71,6 +81,8 @@ class GGUFInfo:
             "context_length": self.context_length,
             "embedding_length": self.embedding_length,
             "chat_template": self.chat_template,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
             "split_no": self.split_no,
             "split_count": self.split_count,
             "tensors": [[t.name, list(t.shape), t.type] for t in self.tensors],
@@ -78,7 +90,8 @@ class GGUFInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GGUFInfo:
-        fields = dict(data)
+        """Raises KeyError for a record missing any field (e.g. one cached by an older mfc)."""
+        fields = {name: data[name] for name in cls.__dataclass_fields__}
         fields["tensors"] = tuple(
             TensorInfo(name, tuple(shape), type_) for name, shape, type_ in data["tensors"]
         )
@@ -118,6 +131,34 @@ def _field(reader: Any, key: str) -> Any:
         return field.contents()
     except (ValueError, UnicodeDecodeError, IndexError):
         return None
+
+
+def _token_text(reader: Any, id_key: str) -> str:
+    """The text of the token ``id_key`` names ("" if none), without decoding the vocabulary.
+
+    The fast reader keeps ``tokenizer.ggml.tokens`` as raw bytes, so this steps over the
+    length prefixes of the tokens before it and decodes just the one string.
+    """
+    import struct
+
+    from gguf import GGUFValueType
+
+    token_id = _field(reader, id_key)
+    tokens = reader.get_field("tokenizer.ggml.tokens")
+    if (
+        tokens is None
+        or not isinstance(token_id, int)
+        or tokens.types != [GGUFValueType.ARRAY, GGUFValueType.STRING]
+        or not 0 <= token_id < int(tokens.parts[-2][0])  # parts end: count, raw bytes
+    ):
+        return ""
+    u64 = struct.Struct("<Q" if reader.endianess.name == "LITTLE" else ">Q")
+    buf = memoryview(tokens.parts[-1]).cast("B")
+    offs = 0
+    for _ in range(token_id):
+        offs += 8 + u64.unpack_from(buf, offs)[0]
+    (n,) = u64.unpack_from(buf, offs)
+    return bytes(buf[offs + 8 : offs + 8 + n]).decode("utf-8", errors="replace")
 
 
 def _guess_file_type(tensors: list[TensorInfo]) -> str:
@@ -240,6 +281,7 @@ def inspect(path: Path) -> GGUFInfo:
     split_count = _field(reader, "split.count")
     return GGUFInfo(
         architecture=arch,
+        name=_field(reader, "general.name"),
         general_type=_field(reader, "general.type") or "model",
         adapter_type=_field(reader, "adapter.type"),
         parameter_count=parameter_count,
@@ -251,6 +293,8 @@ def inspect(path: Path) -> GGUFInfo:
         context_length=_int_or_none(_field(reader, f"{arch}.context_length")) if arch else None,
         embedding_length=_int_or_none(_field(reader, f"{arch}.embedding_length")) if arch else None,
         chat_template=_field(reader, "tokenizer.chat_template"),
+        bos_token=_token_text(reader, "tokenizer.ggml.bos_token_id"),
+        eos_token=_token_text(reader, "tokenizer.ggml.eos_token_id"),
         split_no=_int_or_none(split_no),
         split_count=_int_or_none(split_count),
         tensors=tuple(tensors),
@@ -284,22 +328,10 @@ def split_set(first: Path) -> list[Path] | None:
 
 def merge_split(infos: list[GGUFInfo]) -> GGUFInfo:
     """One record for a split model: metadata from shard 1, tensors and counts from all."""
-    head = infos[0]
-    tensors = tuple(t for info in infos for t in info.tensors)
-    return GGUFInfo(
-        architecture=head.architecture,
-        general_type=head.general_type,
-        adapter_type=head.adapter_type,
+    return replace(
+        infos[0],
         parameter_count=sum(i.parameter_count for i in infos),
-        file_type=head.file_type,
-        context_length=head.context_length,
-        embedding_length=head.embedding_length,
-        chat_template=head.chat_template,
         split_no=None,
         split_count=len(infos),
-        tensors=tensors,
+        tensors=tuple(t for info in infos for t in info.tensors),
     )
-
-
-def looks_like_gguf_name(path: str | os.PathLike[str]) -> bool:
-    return str(path).lower().endswith(".gguf")

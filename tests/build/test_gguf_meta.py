@@ -1,4 +1,4 @@
-"""GGUF inspection on the project's fixture models and on broken and split files."""
+"""mfc.gguf_meta on the project's fixture models and on broken and split files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from build_helpers import write_split
 
-from mfc.build.gguf_info import (
+from mfc.gguf_meta import (
     GGUFFormatError,
     GGUFInfo,
     file_type_name,
@@ -34,6 +34,11 @@ def test_counter_models(fixture_models: dict[str, Path], name: str, file_type: s
     assert info.context_length == counter.CONTEXT_LENGTH
     assert info.embedding_length == counter.N_EMBD
     assert info.chat_template == counter.CHAT_TEMPLATE
+    assert info.name == name.removesuffix(".gguf")
+    assert (info.bos_token, info.eos_token) == (
+        counter.vocab().tokens[counter.BOS],
+        counter.vocab().tokens[counter.EOS],
+    )
     assert info.parameter_count == sum(t_size(t.shape) for t in info.tensors)
     assert "output.weight" in info.tensor_map()
 
@@ -82,6 +87,9 @@ def test_empty_and_header_only_files(tmp_path: Path, fixture_models: dict[str, P
 def test_json_round_trip(fixture_models: dict[str, Path]) -> None:
     info = inspect(fixture_models["counter-q8_0.gguf"])
     assert GGUFInfo.from_json(info.to_json()) == info
+    old = {k: v for k, v in info.to_json().items() if k not in ("name", "bos_token")}
+    with pytest.raises(KeyError):  # a record cached by an older mfc is a cache miss
+        GGUFInfo.from_json(old)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +142,9 @@ def _vocab_gguf(path: Path, n_tokens: int) -> None:
     w.add_token_scores([float(i) for i in range(n_tokens)])
     w.add_token_merges([f"a{i} b{i}" for i in range(n_tokens)])
     w.add_chat_template("{{ messages }}")
+    w.add_name("vocab")
+    w.add_bos_token_id(n_tokens - 1)  # the last token: reading it steps over all the others
+    w.add_eos_token_id(7)
     w.add_tensor("token_embd.weight", np.zeros((n_tokens, 8), dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -145,7 +156,7 @@ def test_fast_reader_agrees_with_gguf_reader(
     tmp_path: Path, fixture_models: dict[str, Path]
 ) -> None:
     """The bulk-array reader reads every field the builder uses exactly as GGUFReader does."""
-    from mfc.build.gguf_info import _reader_class
+    from mfc.gguf_meta import _reader_class
 
     _vocab_gguf(tmp_path / "vocab.gguf", 300)
     paths = [
@@ -165,8 +176,27 @@ def test_fast_reader_agrees_with_gguf_reader(
         assert [(t.name, t.shape.tolist(), t.data_offset) for t in plain.tensors] == [
             (t.name, t.shape.tolist(), t.data_offset) for t in fast.tensors
         ]
+        tokens = plain.fields.get("tokenizer.ggml.tokens")
+        for which in ("bos", "eos"):
+            id_field = plain.fields.get(f"tokenizer.ggml.{which}_token_id")
+            want = tokens.contents(id_field.contents()) if tokens and id_field else ""
+            assert getattr(inspect(path), f"{which}_token") == want
     info = inspect(tmp_path / "vocab.gguf")
     assert (info.chat_template, info.context_length) == ("{{ messages }}", 64)
+    assert (info.name, info.bos_token, info.eos_token) == ("vocab", "tok299", "tok7")
+
+
+def test_bos_outside_the_vocabulary_has_no_text(tmp_path: Path) -> None:
+    w = gguf.GGUFWriter(tmp_path / "m.gguf", "llama")
+    w.add_token_list(["a", "b"])
+    w.add_bos_token_id(2)
+    w.add_tensor("token_embd.weight", np.zeros((2, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    info = inspect(tmp_path / "m.gguf")
+    assert (info.bos_token, info.eos_token) == ("", "")
 
 
 def test_truncated_inside_an_array(tmp_path: Path) -> None:
