@@ -2,7 +2,7 @@
 
 Facts come from the config blob (what mfc or Ollama recorded at build time);
 for models whose config lacks them (older Ollama builds), from the model
-GGUF's header, read with ``gguf`` (memory-mapped, no tensor data touched).
+GGUF's header, read by ``mfc.gguf_meta`` (no tensor data, no vocabulary decoded).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfc.gguf_meta import GGUFFormatError, inspect
 from mfc.store import media_types as mt
 from mfc.store.manifest import Manifest
 from mfc.store.names import ModelName
@@ -90,21 +91,13 @@ def _gguf_facts(store: Store, manifest: Manifest) -> dict[str, Any]:
     if model is None:
         return {}
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(str(store.blob_path(model.digest)))
-    except Exception:  # not a GGUF we can read: show what the config has
+        info = inspect(store.blob_path(model.digest))
+    except (GGUFFormatError, StoreError):  # not a GGUF we can read: show what the config has
         return {}
-
-    def get(key: str) -> Any:
-        f = reader.get_field(key)
-        return f.contents() if f is not None else None
-
-    arch = get("general.architecture")
     return {
-        "model_family": arch,
-        "context_length": get(f"{arch}.context_length") if arch else None,
-        "embedding_length": get(f"{arch}.embedding_length") if arch else None,
+        "model_family": info.architecture,
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
     }
 
 
