@@ -334,7 +334,7 @@ class Repl:
                 ("parameters", _count(g.parameter_count)),
                 ("context length", g.context_length or "unknown"),
                 ("embedding length", g.embedding_length or "unknown"),
-                ("quantization", _file_type(g.file_type)),
+                ("quantization", g.file_type or "unknown"),
                 ("num_ctx (effective)", s.resolved().values["num_ctx"]),
             ]
             self.say("  Model")
@@ -395,14 +395,3 @@ def _count(n: int | None) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
-
-
-def _file_type(value: int | None) -> str:
-    if value is None:
-        return "unknown"
-    import gguf
-
-    try:
-        return gguf.LlamaFileType(value).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    except ValueError:
-        return str(value)

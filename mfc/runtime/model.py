@@ -9,11 +9,12 @@ run before anything is built.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfc.gguf_meta import GGUFFormatError, GGUFInfo, inspect, merge_split, split_set
 from mfc.modelfile.spec import ParamValue
 from mfc.runtime import codes
 from mfc.runtime.codes import fail
@@ -35,26 +36,11 @@ class Adapter:
     digest: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class GgufInfo:
-    """The few GGUF header facts the runtime needs before llama.cpp loads anything."""
-
-    architecture: str | None = None
-    name: str | None = None
-    context_length: int | None = None
-    embedding_length: int | None = None
-    chat_template: str | None = None
-    bos_token: str = ""
-    eos_token: str = ""
-    file_type: int | None = None
-    parameter_count: int | None = None
-
-
 @dataclass(frozen=True)
 class ModelImage:
     name: str  # as the user wrote it (or the file path for a bare GGUF)
-    model_path: Path
-    gguf: GgufInfo = field(default_factory=GgufInfo)
+    model_path: Path  # the file llama.cpp loads (shard 1 of a split model)
+    gguf: GGUFInfo = field(default_factory=GGUFInfo)
     adapters: tuple[Adapter, ...] = ()
     template: str | None = None  # TEMPLATE layer (Go or Jinja2)
     system: str | None = None  # SYSTEM layer
@@ -70,37 +56,23 @@ class ModelImage:
         return family or self.gguf.architecture
 
 
-def read_gguf_info(path: Path) -> GgufInfo:
-    """Read header metadata with `gguf` (memory-mapped, no tensor data touched)."""
-    from gguf import GGUFReader
+def read_gguf_info(paths: Sequence[Path]) -> GGUFInfo:
+    """Header facts of a model file, or of a split set (its shards in order).
 
-    reader = GGUFReader(str(path))
-
-    def get(key: str) -> Any:
-        f = reader.get_field(key)
-        return f.contents() if f is not None else None
-
-    arch = get("general.architecture")
-    tokens = reader.get_field("tokenizer.ggml.tokens")
-
-    def token_text(id_key: str) -> str:
-        token_id = get(id_key)
-        if tokens is None or token_id is None or not 0 <= token_id < len(tokens.data):
-            return ""
-        return str(tokens.contents(int(token_id)))
-
-    n_params = sum(int(t.n_elements) for t in reader.tensors) if reader.tensors else None
-    return GgufInfo(
-        architecture=arch,
-        name=get("general.name"),
-        context_length=get(f"{arch}.context_length") if arch else None,
-        embedding_length=get(f"{arch}.embedding_length") if arch else None,
-        chat_template=get("tokenizer.chat_template"),
-        bos_token=token_text("tokenizer.ggml.bos_token_id"),
-        eos_token=token_text("tokenizer.ggml.eos_token_id"),
-        file_type=get("general.file_type"),
-        parameter_count=n_params,
-    )
+    Raises IMAGE_UNREADABLE when a file is not a readable GGUF.
+    """
+    infos = []
+    for path in paths:
+        try:
+            infos.append(inspect(path))
+        except GGUFFormatError as exc:
+            raise fail(
+                codes.IMAGE_UNREADABLE,
+                f"{path} is not a usable GGUF file: {exc.reason}",
+                "use a complete GGUF model file; for a model in the store, "
+                "`mfc verify` checks its blobs",
+            ) from None
+    return infos[0] if len(infos) == 1 else merge_split(infos)
 
 
 def image_from_gguf(
@@ -112,10 +84,15 @@ def image_from_gguf(
     messages: tuple[ChatMessage, ...] = (),
     params: Mapping[str, ParamValue] | None = None,
 ) -> ModelImage:
+    path = Path(path)
+    try:
+        shards = split_set(path) or [path]
+    except GGUFFormatError as exc:
+        raise fail(codes.IMAGE_UNREADABLE, f"{path}: {exc.reason}") from None
     return ModelImage(
         name=str(path),
-        model_path=Path(path),
-        gguf=read_gguf_info(Path(path)),
+        model_path=shards[0],  # llama.cpp finds the other shards by name
+        gguf=read_gguf_info(shards),
         adapters=adapters,
         template=template,
         system=system,
@@ -159,8 +136,8 @@ def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:
     def layer_json(layer: Any) -> Any:
         return json.loads(text(layer))
 
-    model_layer = manifest.layer(mt.MODEL)
-    if model_layer is None:
+    model_layers = manifest.layers_of(mt.MODEL)
+    if not model_layers:
         raise fail(
             codes.NO_MODEL_LAYER,
             f"model `{name}` has no model weights layer",
@@ -182,11 +159,11 @@ def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:
     )
     template = manifest.layer(mt.TEMPLATE)
     system = manifest.layer(mt.SYSTEM)
-    model_path = Path(store.blob_path(model_layer.digest))
+    shards = [Path(store.blob_path(layer.digest)) for layer in model_layers]
     return ModelImage(
         name=name,
-        model_path=model_path,
-        gguf=read_gguf_info(model_path),
+        model_path=shards[0],
+        gguf=read_gguf_info(shards),
         adapters=adapters,
         template=text(template) if template else None,
         system=text(system) if system else None,

@@ -10,12 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mfc.cli.repl import WordWrap
-from mfc.runtime.model import ChatMessage, GgufInfo, ModelImage
+from mfc.gguf_meta import GGUFInfo
+from mfc.runtime.model import ChatMessage, ModelImage
 from mfc.runtime.prompt import choose_template, conversation, render
 
 
 def image(**gguf: object) -> ModelImage:
-    return ModelImage("m", Path("m.gguf"), gguf=GgufInfo(**gguf))  # type: ignore[arg-type]
+    return ModelImage("m", Path("m.gguf"), gguf=GGUFInfo(**gguf))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
