@@ -4,30 +4,30 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MFC := $(VENV)/bin/mfc
 
-.PHONY: demo test install install-test lint fmt fixtures registry-cache bench clean
+.PHONY: demo test llama install install-test lint fmt fixtures registry-cache bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# llama-cpp-python is compiled for this CPU's OS-enabled features (never AMX unless usable);
-# the wheel is cached per (version, flags) so later installs take seconds. CMAKE_ARGS overrides.
-$(VENV)/.llama-installed: tools/install_llama.py | $(PY)
+# llama-cpp-python is compiled for this CPU's OS-enabled features (never AMX unless the kernel
+# enables it); your CMAKE_ARGS are added after them (e.g. CMAKE_ARGS="-DGGML_CUDA=on"). The wheel is
+# cached per (version, flags, Python), and the venv reinstalls whenever the effective flags change.
+llama: | $(PY)
 	$(PY) tools/install_llama.py
-	touch $@
 
-# The smoke check runs a Q8_0 fixture through a multi-token batch: a llama.cpp built with
-# kernels the OS cannot run (the AMX trap) fails here, at install time, not on a user's first model.
-$(VENV)/.mfc-installed: pyproject.toml $(VENV)/.llama-installed
+$(VENV)/.mfc-installed: pyproject.toml | $(PY) llama
 	$(PY) -m pip install --quiet -e .
-	$(PY) -m mfc.testing.smoke
 	touch $@
 
 $(VENV)/.mfc-test-installed: pyproject.toml $(VENV)/.mfc-installed
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
-install: $(VENV)/.mfc-installed
-install-test: $(VENV)/.mfc-test-installed
+# The smoke check runs a Q8_0 fixture through a multi-token batch: a llama.cpp built with
+# kernels the OS cannot run (the AMX trap) fails here, at install time, not on a user's first model.
+install: llama $(VENV)/.mfc-installed
+	$(PY) -m mfc.testing.smoke
+install-test: install $(VENV)/.mfc-test-installed
 
 # Build the bundled example (its base model comes from registry_cache/, offline) and run a prompt.
 demo: install

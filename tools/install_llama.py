@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,29 +62,50 @@ def cmake_args(flags: frozenset[str], machine: str) -> str:
     return " ".join(options)
 
 
+def effective_args(user_args: str | None, detected: str) -> str:
+    """The user's CMAKE_ARGS come after the detected flags, so theirs win (`-D` last wins)
+    while e.g. `-DGGML_CUDA=on` still keeps the safe CPU flags."""
+    return " ".join(part for part in (detected, (user_args or "").strip()) if part)
+
+
+def wheel_key(args: str, python_tag: str) -> str:
+    return hashlib.sha256(f"{LLAMA_CPP_PYTHON}|{args}|{python_tag}".encode()).hexdigest()[:16]
+
+
+def build_wheel(args: str, wheel_dir: Path, pip: list[str]) -> None:
+    """Compile once into ``<dir>.partial`` and rename, so a killed build is never reused."""
+    print(f"building {LLAMA_CPP_PYTHON} with CMAKE_ARGS={args!r} (a few minutes, once)")
+    tmp = wheel_dir.with_name(wheel_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(wheel_dir, ignore_errors=True)  # a dir without a wheel is debris
+    env = dict(os.environ, CMAKE_ARGS=args, FORCE_CMAKE="1")
+    command = [*pip, "wheel", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python"]
+    subprocess.run([*command, "-w", str(tmp), LLAMA_CPP_PYTHON], check=True, env=env)
+    tmp.rename(wheel_dir)
+
+
 def main() -> int:
-    user_args = os.environ.get("CMAKE_ARGS")
-    args = user_args if user_args is not None else cmake_args(cpu_flags(), platform.machine())
-    tag = f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
-    key = hashlib.sha256(f"{LLAMA_CPP_PYTHON}|{args}|{tag}".encode()).hexdigest()[:16]
+    detected = cmake_args(cpu_flags(), platform.machine())
+    args = effective_args(os.environ.get("CMAKE_ARGS"), detected)
+    key = wheel_key(
+        args, f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
+    )
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     wheel_dir = cache_home / "mfc" / "llama-wheels" / key
+    # The venv remembers which build it has: same version, other flags must still reinstall.
+    marker = Path(sys.prefix) / ".mfc-llama-key"
+    if marker.exists() and marker.read_text().strip() == key:
+        return 0
     pip = [sys.executable, "-m", "pip"]
     if not list(wheel_dir.glob("*.whl")):
-        print(f"building {LLAMA_CPP_PYTHON} with CMAKE_ARGS={args!r} (a few minutes, once)")
-        tmp = wheel_dir.with_name(key + ".partial")
-        subprocess.run(["rm", "-rf", str(tmp)], check=True)
-        env = dict(os.environ, CMAKE_ARGS=args, FORCE_CMAKE="1")
-        subprocess.run(
-            [*pip, "wheel", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python",
-             "-w", str(tmp), LLAMA_CPP_PYTHON],
-            check=True,
-            env=env,
-        )
-        tmp.rename(wheel_dir)
-    wheels = sorted(wheel_dir.glob("*.whl"))
-    subprocess.run([*pip, "install", "--quiet", *map(str, wheels)], check=True)
+        build_wheel(args, wheel_dir, pip)
     (wheel_dir / "CMAKE_ARGS").write_text(args + "\n")
+    wheels = [str(w) for w in sorted(wheel_dir.glob("*.whl"))]
+    subprocess.run([*pip, "install", "--quiet", *wheels], check=True)
+    subprocess.run(
+        [*pip, "install", "--quiet", "--force-reinstall", "--no-deps", *wheels], check=True
+    )
+    marker.write_text(key + "\n")
     return 0
 
 
