@@ -8,7 +8,13 @@ run before anything is built.
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
+import os
+import shutil
+import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +79,41 @@ def read_gguf_info(paths: Sequence[Path]) -> GGUFInfo:
                 "`mfc verify` checks its blobs",
             ) from None
     return infos[0] if len(infos) == 1 else merge_split(infos)
+
+
+_stage_lock = threading.Lock()
+_stage_root: Path | None = None
+_staged: dict[tuple[Path, ...], Path] = {}
+_stage_ids = itertools.count()
+
+
+def stage_split(shards: Sequence[Path]) -> Path:
+    """Shard 1 of a split model, under the names llama.cpp looks for; returns its path.
+
+    llama.cpp loads a split model from its first file and finds the others next
+    to it as ``<prefix>-0000i-of-0000N.gguf``, but store blobs are named by
+    digest. So the shards get symlinks ``model-0000i-of-0000N.gguf`` in a private
+    (0700) temp directory, made once per model and process and removed at exit.
+    """
+    global _stage_root
+    key = tuple(Path(s).resolve() for s in shards)
+    with _stage_lock:
+        first = _staged.get(key)
+        if first is not None and first.exists():  # still there (no tmp cleaner ran)
+            return first
+        if _stage_root is None:
+            _stage_root = Path(tempfile.mkdtemp(prefix="mfc-split-"))
+            atexit.register(shutil.rmtree, _stage_root, True)
+        _stage_root.mkdir(mode=0o700, exist_ok=True)
+        directory = _stage_root / str(next(_stage_ids))
+        directory.mkdir(mode=0o700)
+        count = len(key)
+        links = [directory / f"model-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
+        for link, target in zip(links, key, strict=True):
+            link.unlink(missing_ok=True)
+            os.symlink(target, link)
+        _staged[key] = links[0]
+        return links[0]
 
 
 def image_from_gguf(
@@ -162,7 +203,7 @@ def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:
     shards = [Path(store.blob_path(layer.digest)) for layer in model_layers]
     return ModelImage(
         name=name,
-        model_path=shards[0],
+        model_path=shards[0] if len(shards) == 1 else stage_split(shards),
         gguf=read_gguf_info(shards),
         adapters=adapters,
         template=text(template) if template else None,
