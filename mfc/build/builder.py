@@ -784,8 +784,8 @@ class Builder:
 
         adapters: list[AdapterUse] = []
         if base.manifest is not None:
-            for digest, scale in adapter_scales(base.config, base.manifest):
-                layer = next(d for d in inherited if d.digest == digest)
+            scales = adapter_scales(base.config, base.manifest)  # paired by position
+            for layer, (_, scale) in zip(base.manifest.layers_of(mt.ADAPTER), scales, strict=True):
                 adapters.append(AdapterUse(layer, scale))
         adapters += new_adapters
         layers += [a.layer for a in adapters]

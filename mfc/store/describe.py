@@ -110,10 +110,10 @@ def describe(store: Store, name: ModelName | str) -> ModelDetails:
         for key, value in _gguf_facts(store, manifest).items():
             if facts.get(key) is None:
                 facts[key] = value
-    scales = dict(adapter_scales(config, manifest))
+    scales = adapter_scales(config, manifest)  # by position: one adapter may appear twice
     adapters = tuple(
-        AdapterInfo(d.digest, d.size, scales.get(d.digest, 1.0))
-        for d in manifest.layers_of(mt.ADAPTER)
+        AdapterInfo(d.digest, d.size, scale)
+        for d, (_, scale) in zip(manifest.layers_of(mt.ADAPTER), scales, strict=True)
     )
     params_layer = manifest.layer(mt.PARAMS)
     template = manifest.layer(mt.TEMPLATE)

@@ -598,19 +598,34 @@ def read_config(store: Store, manifest: Manifest) -> dict[str, Any]:
 
 def adapter_scales(config: Mapping[str, Any], manifest: Manifest) -> list[tuple[str, float]]:
     """(digest, scale) for each adapter layer, in manifest order; 1.0 when the
-    config does not say (e.g. a model Ollama built)."""
+    config does not say (e.g. a model Ollama built).
+
+    The config's ``mfc.adapters`` list pairs with the manifest's adapter layers
+    by position, not by digest: the same adapter may be applied twice with two
+    scales (two layers with one digest). Each layer takes the first recorded
+    entry with its digest not taken yet, which is the positional pairing when
+    the lists agree and still sensible when they do not.
+    """
     from mfc.store import media_types
 
-    recorded: dict[str, float] = {}
+    recorded: list[tuple[str, float]] = []
     mfc_meta = config.get("mfc")
     if isinstance(mfc_meta, dict):
         for item in mfc_meta.get("adapters") or ():
             if isinstance(item, dict) and isinstance(item.get("digest"), str):
                 scale = item.get("scale", 1.0)
                 if isinstance(scale, (int, float)) and not isinstance(scale, bool):
-                    recorded[item["digest"]] = float(scale)
-    adapters = manifest.layers_of(media_types.ADAPTER)
-    return [(d.digest, recorded.get(d.digest, 1.0)) for d in adapters]
+                    recorded.append((item["digest"], float(scale)))
+    taken = [False] * len(recorded)
+    pairs = []
+    for d in manifest.layers_of(media_types.ADAPTER):
+        scale = 1.0
+        for i, (digest, value) in enumerate(recorded):
+            if not taken[i] and digest == d.digest:
+                taken[i], scale = True, value
+                break
+        pairs.append((d.digest, scale))
+    return pairs
 
 
 def _close_quietly(fd: int) -> None:

@@ -247,3 +247,29 @@ def test_unwritable_lockfile_is_a_warning(workspace: Path, store: Store) -> None
     assert "warning[MF218]: the model was built, but Modelfile.lock could not be written" in (
         cli_result.stderr
     )
+
+
+def test_one_adapter_twice_keeps_both_scales(workspace: Path, store: Store) -> None:
+    """Two layers with one digest pair with the config's scales by position, everywhere."""
+    write(
+        workspace / "Modelfile",
+        "FROM ./counter-f32.gguf\nADAPTER lora-shift.gguf\nADAPTER --scale=0.5 lora-shift.gguf\n",
+    )
+    assert mfc("build", "-t", "twice", str(workspace)).exit_code == 0
+    manifest = store.read_manifest("twice")
+    adapters = manifest.layers_of(mt.ADAPTER)
+    assert len(adapters) == 2 and adapters[0] == adapters[1]  # two descriptors, one blob
+    shown = mfc("show", "twice")
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.index("scale 1.0") < shown.stdout.index("scale 0.5")
+    modelfile = mfc("show", "twice", "--modelfile").stdout
+    adapter_lines = [line for line in modelfile.splitlines() if line.startswith("ADAPTER")]
+    assert len(adapter_lines) == 2
+    assert "--scale" not in adapter_lines[0] and "--scale=0.5" in adapter_lines[1]
+
+    write(
+        workspace / "child" / "Modelfile", "FROM twice\nADAPTER --scale=0.25 ../lora-shift.gguf\n"
+    )
+    child = build_modelfile(workspace / "child", "child", store=store)
+    assert [a["scale"] for a in child.config["mfc"]["adapters"]] == [1.0, 0.5, 0.25]
+    assert len(child.manifest.layers_of(mt.ADAPTER)) == 3
