@@ -528,6 +528,19 @@ class Builder:
                     label="an adapter",
                     hint="FROM the base model, and add this file with `ADAPTER`",
                 )
+            if shards is None and (info.split_count or 1) > 1:
+                # llama.cpp would load this shard and then look for siblings by name
+                shard = "?" if info.split_no is None else str(info.split_no + 1)
+                fail(
+                    "MF207",
+                    f"FROM `{ref}` is one shard of a split GGUF set "
+                    f"(shard {shard} of {info.split_count})",
+                    span,
+                    label="a lone shard",
+                    hint="name the set's first file, `<prefix>-00001-of-"
+                    f"{info.split_count:05d}.gguf`, with all shards beside it under "
+                    "their original names, or merge the set with llama.cpp's gguf-split --merge",
+                )
 
         blobs, infos = [], []
         for f in files:

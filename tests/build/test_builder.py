@@ -501,3 +501,20 @@ def test_draft_is_a_warning(workspace: Path, store: Store) -> None:
     r = Builder(store).build_spec(spec, workspace, "d")
     assert [(d.code, d.severity.value) for d in r.diagnostics] == [("MF217", "warning")]
     assert parse_name("d").matches(r.name)  # type: ignore[arg-type]
+
+
+def test_from_a_lone_shard_is_refused_before_copying(workspace: Path, store: Store) -> None:
+    """A shard renamed out of its set's naming would build a model missing its other shards."""
+    shards = write_split(workspace / "split")
+    lone = workspace / "weights.gguf"
+    shutil.copyfile(shards[1], lone)
+    spec = make_spec("weights.gguf")
+    with pytest.raises(DiagnosticError) as exc:
+        Builder(store).build_spec(spec, workspace, "lone")
+    assert errors_of(exc) == [
+        ("MF207", 1, "FROM `weights.gguf` is one shard of a split GGUF set (shard 2 of 3)")
+    ]
+    assert exc.value.diagnostics[0].span == spec.base.span
+    assert "m-00001-of-00003" not in (exc.value.diagnostics[0].hint or "")
+    assert "-00001-of-00003.gguf" in (exc.value.diagnostics[0].hint or "")
+    assert not store.has_blob("sha256:" + _sha256(lone))

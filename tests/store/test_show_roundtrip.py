@@ -111,3 +111,32 @@ def test_show_modelfile_round_trips_any_values(
     second.mkdir()
     (second / "Modelfile").write_text(shown.output)
     assert _build(second, "rebuilt") == digest
+
+
+@pytest.mark.parametrize("extra", ["split", "projector"])
+def test_show_modelfile_refuses_what_a_modelfile_cannot_rebuild(
+    extra: str, mfc_home: Path, fixture_models: dict[str, Path]
+) -> None:
+    """FROM names one blob: printing it for a split model or one with a projector would
+    silently build a different model, so `show --modelfile` says why and what to do instead."""
+    from mfc.store import Descriptor, Manifest
+    from mfc.store import media_types as mt
+
+    from .conftest import stage
+
+    store = Store.from_env()
+    plain = stage(store, "plain", fixture_models["counter-f32.gguf"])
+    extra_blob = store.put_file(fixture_models["counter-f16.gguf"])
+    media_type = mt.MODEL if extra == "split" else mt.PROJECTOR
+    layers = (plain.layers[0], Descriptor(media_type, *extra_blob), *plain.layers[1:])
+    manifest = Manifest(plain.config, layers)
+    store.write_manifest("odd", manifest)
+
+    shown = CliRunner().invoke(cli, ["show", "odd", "--modelfile"])
+    assert shown.exit_code == 1
+    assert shown.stdout == ""
+    reason = "split into 2 GGUF shards" if extra == "split" else "it has a projector layer"
+    assert reason in shown.stderr
+    assert f"`FROM odd:latest@{manifest.digest}`" in shown.stderr
+    assert "mfc save -o FILE.tar odd:latest" in shown.stderr
+    assert CliRunner().invoke(cli, ["show", "plain", "--modelfile"]).exit_code == 0
