@@ -377,7 +377,10 @@ class Repl:
             self.say(system if system else "No system message was specified for this model.")
         elif what == "template":
             t = s.prompt_template()
-            self.say(t.text if t.text is not None else "No prompt template was specified.")
+            if t.text is not None:
+                self.say(t.text)
+            else:  # the origin says why (e.g. a built-in's tokens missing from the vocabulary)
+                self.say(f"No prompt template was specified: {t.origin}.")
         else:
             self.say(HELP_SHOW)
 

@@ -2,9 +2,10 @@
 
 The template is chosen in Ollama's order, extended by the GGUF's own template:
 the image's TEMPLATE layer (Go or Jinja2; a REPL `/set template` replaces it) →
-the GGUF's `tokenizer.chat_template` → a built-in template for the model family
-→ the raw prompt. SYSTEM comes first, then the MESSAGE layers, then the
-conversation so far, then the user's new turn. All rendering is done by
+the GGUF's `tokenizer.chat_template` → a built-in template for the model family,
+if its special tokens are in the model's vocabulary → the raw prompt. SYSTEM
+comes first, then the MESSAGE layers, then the conversation so far, then the
+user's new turn. All rendering is done by
 `mfc.template` in Jinja2's sandbox.
 """
 
@@ -34,11 +35,22 @@ def choose_template(image: ModelImage, override: str | None = None) -> PromptTem
         )
     family = image.family
     if family:
-        from mfc.template import builtin_template
+        from mfc.runtime.vocab import has_tokens
+        from mfc.template import builtin_markers, builtin_template
 
         text = builtin_template(family)
         if text:
-            return PromptTemplate("builtin", text, f"built-in template for `{family}`")
+            markers = builtin_markers(family)
+            if has_tokens(image.model_path, markers):
+                return PromptTemplate("builtin", text, f"built-in template for `{family}`")
+            # llama2, TinyLlama, base models: `llama` architecture, no llama3 tokens.
+            # Ollama prompts such models raw; their markers would be plain text.
+            return PromptTemplate(
+                "raw",
+                None,
+                f"raw prompt (no template; the built-in template for `{family}` needs "
+                f"{', '.join(markers)} in the vocabulary)",
+            )
     return PromptTemplate("raw", None, "raw prompt (no template)")
 
 

@@ -6,7 +6,7 @@ the runtime (prompt building, ``mfc template render``) both use it.
 
 from __future__ import annotations
 
-from mfc.template.builtin import builtin_names, builtin_template
+from mfc.template.builtin import builtin_markers, builtin_names, builtin_template
 from mfc.template.errors import (
     TemplateError,
     TemplateProblem,
@@ -20,6 +20,7 @@ __all__ = [
     "TemplateProblem",
     "TemplateRenderError",
     "TemplateSyntaxError",
+    "builtin_markers",
     "builtin_names",
     "builtin_template",
     "check_template",

@@ -26,6 +26,20 @@ FAMILIES: dict[str, str] = {
 }
 
 
+# file stem -> the special tokens its markup is made of. A model whose vocabulary lacks them
+# would read `<|start_header_id|>` as a dozen plain-text pieces (llama2 or TinyLlama under
+# llama3's template), so the runtime uses a built-in only when they are all tokens.
+# Mistral's first vocabularies spell `[INST]` as plain text, which is what they were
+# trained on, so that template needs nothing.
+MARKERS: dict[str, tuple[str, ...]] = {
+    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "mistral": (),
+    "gemma": ("<start_of_turn>", "<end_of_turn>"),
+    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
+}
+
+
 def builtin_names() -> tuple[str, ...]:
     return tuple(sorted(set(FAMILIES.values())))
 
@@ -36,3 +50,9 @@ def builtin_template(family: str) -> str | None:
     if stem is None:
         return None
     return resources.files("mfc.template").joinpath("builtin", f"{stem}.gotmpl").read_text("utf-8")
+
+
+def builtin_markers(family: str) -> tuple[str, ...]:
+    """The special tokens ``family``'s built-in template needs in the vocabulary (() if none)."""
+    stem = FAMILIES.get(family.strip().lower())
+    return MARKERS.get(stem, ()) if stem else ()

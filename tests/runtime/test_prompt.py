@@ -15,27 +15,33 @@ from mfc.runtime.model import ChatMessage, ModelImage
 from mfc.runtime.prompt import choose_template, conversation, render
 
 
-def image(**gguf: object) -> ModelImage:
-    return ModelImage("m", Path("m.gguf"), gguf=GGUFInfo(**gguf))  # type: ignore[arg-type]
+def image(path: Path = Path("m.gguf"), **gguf: object) -> ModelImage:
+    return ModelImage("m", path, gguf=GGUFInfo(**gguf))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("img", "override", "kind"),
+    ("fields", "override", "kind"),
     [
-        (image(architecture="llama", chat_template="{{ x }}"), "{{ .Prompt }}", "template"),
-        (image(architecture="llama", chat_template="{{ x }}"), None, "gguf"),
-        (image(architecture="llama"), None, "builtin"),
-        (image(architecture="counterarch"), None, "raw"),
-        (image(), None, "raw"),
+        ({"architecture": "llama", "chat_template": "{{ x }}"}, "{{ .Prompt }}", "template"),
+        ({"architecture": "llama", "chat_template": "{{ x }}"}, None, "gguf"),
+        ({"architecture": "llama"}, None, "builtin"),
+        ({"architecture": "counterarch"}, None, "raw"),
+        ({}, None, "raw"),
     ],
     ids=["override", "gguf", "builtin-by-family", "unknown-family", "nothing"],
 )
-def test_template_choice_order(img: ModelImage, override: str | None, kind: str) -> None:
-    assert choose_template(img, override).kind == kind
+def test_template_choice_order(
+    fields: dict[str, str], override: str | None, kind: str, llama3_vocab: Path
+) -> None:
+    assert choose_template(image(llama3_vocab, **fields), override).kind == kind
 
 
-def test_builtin_family_template_renders(snapshot) -> None:
-    img = image(architecture="llama")
+def test_builtin_needs_its_tokens_in_the_vocabulary() -> None:
+    assert choose_template(image(Path("no-such.gguf"), architecture="llama")).kind == "raw"
+
+
+def test_builtin_family_template_renders(snapshot, llama3_vocab: Path) -> None:
+    img = image(llama3_vocab, architecture="llama")
     msgs = conversation(img, [ChatMessage("user", "hi"), ChatMessage("assistant", "yo")], "q")
     assert render(choose_template(img), msgs, image=img) == snapshot
 
