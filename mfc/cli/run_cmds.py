@@ -11,14 +11,51 @@ import click
 from mfc.modelfile.diagnostics import DiagnosticError
 
 
+def _looks_like_path(name: str) -> bool:
+    """`*.gguf`, `./x`, `../x`, `/x`, `~/x`: a file, never a store name."""
+    return name.endswith(".gguf") or name.startswith(("./", "../", "/", "~", ".\\"))
+
+
 def _image(name: str):  # -> ModelImage
-    """A model from the store; an existing `*.gguf` path runs as a bare model."""
+    """A model from the store, or a GGUF file run as a bare model.
+
+    Paths are `*.gguf` names, names starting `./` `../` `/` `~`, and existing
+    files named with a `/`; a missing one is "no such file" (MF301), not a
+    complaint about model-name syntax. Other names (`llama3`, `user/model:tag`)
+    are looked up in the store.
+    """
+    from mfc.runtime import codes
+    from mfc.runtime.codes import fail
     from mfc.runtime.model import image_from_gguf, load_image
 
-    path = Path(name)
-    if name.endswith(".gguf") and path.is_file():
-        return image_from_gguf(path)
-    return load_image(name)
+    path = Path(name).expanduser()
+    if _looks_like_path(name) or ("/" in name and path.exists()):
+        if path.is_file():
+            return image_from_gguf(path)
+        if path.is_dir():
+            raise fail(
+                codes.MODEL_NOT_FOUND,
+                f"`{name}` is a directory, not a GGUF model file",
+                f"to build the Modelfile in it: `mfc build -t NAME {name}`",
+            )
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise fail(
+            codes.MODEL_NOT_FOUND,
+            f"no such file: `{name}`{where}",
+            "give the path of a GGUF model file, or a model name from `mfc list`",
+        )
+    try:
+        return load_image(name)
+    except DiagnosticError as exc:
+        first = exc.diagnostics[0]
+        if "/" not in name or first.code != codes.MODEL_NOT_FOUND.code:
+            raise
+        # `dir/x` reads as a namespaced model name and as a relative path: say both were tried.
+        raise fail(
+            codes.MODEL_NOT_FOUND,
+            f"{first.message}, and there is no file `{name}` either",
+            first.hint,
+        ) from None
 
 
 def _fail(exc: DiagnosticError) -> None:

@@ -116,3 +116,56 @@ def test_runtime_public_api_sorted_and_complete() -> None:
     assert api.__all__ == sorted(api.__all__)
     for name in api.__all__:
         assert hasattr(api, name)
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("./nofile.gguf", "no such file: `./nofile.gguf` (relative to {cwd})"),
+        ("nofile.gguf", "no such file: `nofile.gguf` (relative to {cwd})"),
+        ("./nofile", "no such file: `./nofile` (relative to {cwd})"),
+        ("{cwd}/gone.gguf", "no such file: `{cwd}/gone.gguf`"),
+        ("./adir", "`./adir` is a directory, not a GGUF model file"),
+        (
+            "dir/x",
+            "model `dir/x` not found, and there is no file `dir/x` either",
+        ),
+    ],
+    ids=["dot-slash", "bare-gguf", "dot-slash-no-ext", "absolute", "directory", "name-or-path"],
+)
+def test_missing_model_file_is_no_such_file(
+    arg: str, message: str, tmp_path: Path, mfc_home: Path
+) -> None:
+    (tmp_path / "adir").mkdir()
+    result = subprocess.run(
+        [*MFC, "run", arg.format(cwd=tmp_path), "hi"],
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "MFC_MODELS": str(mfc_home)},
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first == f"error[MF301]: {message.format(cwd=tmp_path)}"
+    assert "namespace" not in result.stderr  # not a complaint about model-name syntax
+    assert "help: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fixture", "reason"),
+    [
+        ("not-gguf.gguf", "not a GGUF file (it starts with b'<!do'"),
+        ("truncated.gguf", "the file is truncated"),
+    ],
+)
+def test_broken_model_file_is_a_located_error(
+    fixture: str, reason: str, fixture_models: dict[str, Path]
+) -> None:
+    path = fixture_models[fixture]
+    result = mfc("run", str(path), "hi", stdin="")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error[MF309]: {path} is not a usable GGUF file: {reason}")
