@@ -257,8 +257,10 @@ class _Checker:
             elif kw == "TEMPLATE":
                 self.check_template(inst, value)
                 singles[kw] = Text(value, span)
-            else:  # SYSTEM, RENDERER, PARSER
+            elif kw in ("SYSTEM", "RENDERER", "PARSER"):
                 singles[kw] = Text(value, span)
+            else:  # the grammar admits only KEYWORDS; anything else would be silently dropped
+                raise AssertionError(f"instruction keyword {kw!r} is not a Modelfile keyword")
 
         for name in sorted(set(self.build_args) - set(self.declared_later)):
             self.add(

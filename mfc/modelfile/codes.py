@@ -60,6 +60,9 @@ UNTERMINATED_QUOTE = register("MF006", "unterminated-quote", E, "quoted value ne
 EXTRA_BLANK = register("MF007", "extra-blank", E, "more than one blank before a name or role")
 INVALID_ENCODING = register("MF008", "invalid-encoding", W, "bytes that are not valid UTF-8")
 UNREADABLE_FILE = register("MF009", "unreadable-file", E, "the Modelfile cannot be read")
+INVISIBLE_CHARACTER = register(
+    "MF010", "invisible-character", W, "invisible character before an instruction (ignored)"
+)
 
 # --- MF1xx: semantics (the checked ModelSpec) --------------------------------------------------
 MISSING_FROM = register("MF101", "missing-from", E, "no FROM instruction")

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from mfc.modelfile.chars import describe, escape, is_printable
+
 ParamType = Literal["int", "float", "bool", "str"]
 Phase = Literal["load", "sampling"]
 Scalar = int | float | bool | str
@@ -114,6 +116,10 @@ INSTRUCTION_LIKE = {
     "adapter": "ADAPTER",
     "license": "LICENSE",
     "message": "MESSAGE",
+    "renderer": "RENDERER",
+    "parser": "PARSER",
+    "requires": "REQUIRES",
+    "draft": "DRAFT",
 }
 
 
@@ -144,7 +150,11 @@ def suggest(name: str) -> str | None:
 
 
 def parse_param_value(spec: ParamSpec, text: str) -> Scalar:
-    """Type one value by the table's rules; raise ParamValueError with a fix."""
+    """Type one value by the table's rules; raise ParamValueError with a fix.
+
+    Messages quote the value with invisible characters escaped (`\\u00a00.7`):
+    quoted as is, an NBSP would read as a plain space, or as nothing.
+    """
     if spec.type == "str":
         return text
     if spec.type == "bool":
@@ -153,28 +163,41 @@ def parse_param_value(spec: ParamSpec, text: str) -> Scalar:
         if text in _FALSE:
             return False
         raise ParamValueError(
-            f"`{spec.name}` takes true or false, not `{text}`",
-            "use true or false (also accepted: 1 t T TRUE True, 0 f F FALSE False)",
+            f"`{spec.name}` takes true or false, not `{escape(text)}`",
+            _invisible_hint(text)
+            or "use true or false (also accepted: 1 t T TRUE True, 0 f F FALSE False)",
         )
     if spec.type == "int":
         if not _INT.fullmatch(text):
             hint = "a decimal integer, e.g. `4096`"
             if _FLOAT.fullmatch(text):
                 hint = f"`{spec.name}` is a whole number: drop the fraction or exponent"
-            raise ParamValueError(f"`{spec.name}` takes an integer, not `{text}`", hint)
+            hint = _invisible_hint(text) or hint
+            raise ParamValueError(f"`{spec.name}` takes an integer, not `{escape(text)}`", hint)
         value: int | float = int(text)
         if not _INT64[0] <= value <= _INT64[1]:
-            raise ParamValueError(f"`{text}` does not fit a 64-bit integer", None, True)
+            raise ParamValueError(f"`{escape(text)}` does not fit a 64-bit integer", None, True)
     else:
         if not _FLOAT.fullmatch(text):
             raise ParamValueError(
-                f"`{spec.name}` takes a number, not `{text}`", "e.g. `0.7`, `1`, `1e-3`"
+                f"`{spec.name}` takes a number, not `{escape(text)}`",
+                _invisible_hint(text) or "e.g. `0.7`, `1`, `1e-3`",
             )
         value = float(text)
         if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
-            raise ParamValueError(f"`{text}` is too large for `{spec.name}`", None, True)
+            raise ParamValueError(f"`{escape(text)}` is too large for `{spec.name}`", None, True)
     _check_range(spec, value, text)
     return value
+
+
+def _invisible_hint(text: str) -> str | None:
+    odd = next((ch for ch in text if not is_printable(ch)), None)
+    if odd is None:
+        return None
+    return (
+        f"delete the invisible {describe(odd)} (Ollama drops invisible characters from "
+        "values; mfc keeps them)"
+    )
 
 
 def _check_range(spec: ParamSpec, value: float, text: str) -> None:
@@ -187,7 +210,7 @@ def _check_range(spec: ParamSpec, value: float, text: str) -> None:
         else:
             want = f"at most {format_param_value(hi)}"  # type: ignore[arg-type]
         raise ParamValueError(
-            f"`{spec.name}` must be {want}, not `{text}`",
+            f"`{spec.name}` must be {want}, not `{escape(text)}`",
             f"`{spec.name}`: {spec.doc}" if spec.doc else None,
             out_of_range=True,
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, UnexpectedInput
 
-from mfc.modelfile import codes
+from mfc.modelfile import chars, codes
 from mfc.modelfile.diagnostics import Diagnostic, has_errors
 from mfc.modelfile.ir import KEYWORDS, ROLES, Comment, Flag, Instruction, Item, Modelfile, Quote
 from mfc.modelfile.source import SourceFile
@@ -125,6 +125,20 @@ _NEEDS = {
 }
 
 
+def _unknown_word_hint(word: str) -> str:
+    """did-you-mean for an unknown first word; says why a look-alike keyword is not one."""
+    hint = keyword_hint(word) if re.search(r"[^\W\d_]", word) else None
+    if hint is None:
+        return (
+            "a line must start with an instruction (" + ", ".join(KEYWORDS) + "); "
+            'if this line continues the value above, quote that value with `"""`'
+        )
+    odd = next((ch for ch in word if not ch.isascii()), None)
+    if odd is not None:
+        hint += f" (`{odd}` is {chars.describe(odd)}, not an ASCII letter)"
+    return hint
+
+
 def keyword_hint(word: str) -> str | None:
     """'did you mean' for a mistyped instruction keyword (shared with docs/tests)."""
     match = difflib.get_close_matches(word.upper(), KEYWORDS, n=1, cutoff=0.6)
@@ -172,9 +186,21 @@ class _Lower(Transformer):
         text = str(tok).rstrip(" \t")
         return _Lowered(Comment(text, self._span(tok.start_pos, tok.start_pos + len(text))))
 
+    def invisible(self, children: list[Token]) -> _Lowered:
+        (tok,) = children
+        diag = codes.INVISIBLE_CHARACTER(
+            self._tok_span(tok),
+            f"invisible {chars.describe(str(tok))} before the instruction is ignored",
+            hint="delete it (Ollama drops it too)",
+            label="invisible character",
+        )
+        return _Lowered(None, (diag,))
+
     def bad_line(self, children: list[Token]) -> _Lowered:
         (tok,) = children
         text, start = str(tok), tok.start_pos
+        if not chars.is_printable(text[0]):
+            return self._invisible_start(text, start)
         m = re.match(r"[A-Za-z]+", text)
         glued = (
             m is not None
@@ -193,10 +219,17 @@ class _Lower(Transformer):
                 )
             else:
                 at = start + m.end()
+                found = after[0]
+                message = f"expected a space or tab after `{keyword}`"
+                if not chars.is_printable(found):
+                    message += f", found invisible {chars.describe(found)}"
+                # `FROM:x`, `PARAMETER=x 1`: the glued `:`/`=` is a separator typo, not value
+                rest = after[1:] if found in ":=" or not chars.is_printable(found) else after
+                rest = chars.escape(rest.strip(" \t"))
                 diag = codes.MISSING_SEPARATOR(
                     self._span(at, at + 1),
-                    f"expected a space or tab after `{keyword}`",
-                    hint=f"write `{keyword} {after.strip()}`",
+                    message,
+                    hint=f"write `{keyword} {rest}`",
                     label="space needed here",
                 )
             return _Lowered(None, (diag,), bad_line=True)
@@ -207,17 +240,34 @@ class _Lower(Transformer):
         if word.group() in PARAMETERS:
             hint: str | None = f"to set a parameter write `PARAMETER {text.strip()}`"
         else:
-            hint = keyword_hint(word.group()) if m else None
-            if hint is None:
-                hint = (
-                    "a line must start with an instruction (" + ", ".join(KEYWORDS) + "); "
-                    'if this line continues the value above, quote that value with `"""`'
-                )
+            hint = _unknown_word_hint(word.group())
         diag = codes.UNKNOWN_INSTRUCTION(
             self._span(start, start + word.end()),
-            f"unknown instruction `{word.group()}`",
+            f"unknown instruction `{chars.escape(word.group())}`",
             hint=hint,
             label="not an instruction",
+        )
+        return _Lowered(None, (diag,), bad_line=True)
+
+    def _invisible_start(self, text: str, start: int) -> _Lowered:
+        """A line that starts with a character nobody sees: name it (quoting it shows nothing)."""
+        first = text[0]
+        rest = text[1:].lstrip(" \t")
+        hint = "delete it"
+        if rest and not chars.is_printable(rest[0]):
+            hint = "delete the invisible characters at the start of the line"
+        elif text[1:2] in (" ", "\t") and re.match(r"[A-Za-z]+(?=[ \t])", rest):
+            hint = "delete it; Ollama reads one invisible character only right before a keyword"
+        else:
+            word = re.match(r"[A-Za-z]+", text[1:])
+            guess = keyword_hint(word.group()) if word else None
+            if guess and word and word.group().upper() not in KEYWORDS:
+                hint += f"; then {guess}"
+        diag = codes.UNKNOWN_INSTRUCTION(
+            self._span(start, start + 1),
+            f"line starts with invisible {chars.describe(first)}",
+            hint=hint,
+            label="invisible character",
         )
         return _Lowered(None, (diag,), bad_line=True)
 

@@ -39,6 +39,11 @@ CASES = {
     "bad-digest": ("FROM x@sha256:00\n", ["MF117"]),
     "empty-stop": ('FROM x\nPARAMETER stop ""\n', ["MF118"]),
     "draft-same-path": ("FROM ./m.gguf\nDRAFT m.gguf\n", ["MF119"]),
+    # look-alike keywords are syntax errors, never an instruction the checker drops
+    "dotted-i-license": ("FROM x\nL\u0130CENSE MIT\n", ["MF001"]),
+    "long-s-system": ("FROM x\n\u017fYSTEM hi\n", ["MF001"]),
+    "invisible-before-keyword": ("\u200bFROM x\n", ["MF010"]),
+    "param-with-nbsp": ("FROM x\nPARAMETER temperature \u00a00.7\n", ["MF103"]),
     "ok-draft-name": ("FROM ./m.gguf\nDRAFT tiny\n", []),
     "ok-digest": (f"FROM llama3@{DIGEST}\n", []),
     "ok-literal-dollar": ("FROM x\nSYSTEM costs ${PRICE}\n", []),
@@ -132,3 +137,29 @@ def test_valid_templates_pass() -> None:
     go = 'FROM x\nTEMPLATE """{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}"""\n'
     jinja = 'FROM x\nTEMPLATE """{% for m in messages %}{{ m.content }}{% endfor %}"""\n'
     assert check_text(go).ok and check_text(jinja).ok
+
+
+@pytest.mark.parametrize("name", ["renderer", "parser", "requires", "draft", "system", "model"])
+def test_instruction_named_as_parameter_hints_the_instruction(name: str) -> None:
+    (diag,) = check_text(f"FROM x\nPARAMETER {name} v1\n").diagnostics
+    assert diag.code == "MF102"
+    keyword = {"model": "FROM"}.get(name, name.upper())
+    assert diag.hint == f"`{name}` is not a parameter; write `{keyword} v1` instead"
+
+
+def test_invisible_value_character_is_escaped_and_named() -> None:
+    (diag,) = check_text("FROM x\nPARAMETER temperature \u00a00.7\n").diagnostics
+    assert diag.message == "`temperature` takes a number, not `\\u00a00.7`"
+    assert "U+00A0 NO-BREAK SPACE" in diag.hint
+
+
+def test_checker_refuses_unknown_keywords() -> None:
+    """An IR keyword outside KEYWORDS must not be silently dropped."""
+    from mfc.modelfile.check import check_parsed
+    from mfc.modelfile.ir import Instruction, Modelfile
+    from mfc.modelfile.parser import ParseResult
+    from mfc.modelfile.source import SourceFile
+
+    mf = Modelfile((Instruction("FROM", "x"), Instruction("L\u0130CENSE", "MIT")), "Modelfile")
+    with pytest.raises(AssertionError, match="not a Modelfile keyword"):
+        check_parsed(ParseResult(mf, (), SourceFile("Modelfile", "")))

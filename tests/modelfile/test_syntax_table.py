@@ -217,6 +217,18 @@ VALID = {
         "FROM foo\nPARAMETER system x\n",
         [("FROM", None, "foo"), ("PARAMETER", "system", "x")],
     ),
+    # one invisible character right before a keyword: Ollama drops it (strconv.IsPrint)
+    "nbsp-before-keyword": ("\u00a0FROM foo\n", [("FROM", None, "foo")]),
+    "zwsp-before-keyword": (
+        "FROM foo\n\u200bSYSTEM hi\n",
+        [("FROM", None, "foo"), ("SYSTEM", None, "hi")],
+    ),
+    "stray-bom-before-keyword": ("\ufeffFROM foo\n", [("FROM", None, "foo")]),
+    "form-feed-before-keyword": (
+        "FROM foo\n\x0cSYSTEM hi\n",
+        [("FROM", None, "foo"), ("SYSTEM", None, "hi")],
+    ),
+    "blank-then-nbsp-before-keyword": ("\t\u00a0from foo\n", [("FROM", None, "foo")]),
     "missing-from-is-semantic": ("PARAMETER param1 value1", [("PARAMETER", "param1", "value1")]),
     "empty-file": ("", []),
 }
@@ -257,6 +269,17 @@ INVALID = {
         "FORM foo\nPARAMTER x 1\nMESAGE user hi\n",
         ["MF001", "MF001", "MF001"],
     ),
+    # keywords fold ASCII case only (Python's re.I would fold these to SYSTEM/LICENSE)
+    "long-s-keyword": ("FROM foo\n\u017fYSTEM x\n", ["MF001"]),
+    "dotless-i-keyword": ("FROM foo\nL\u0131CENSE MIT\n", ["MF001"]),
+    "dotted-capital-i-keyword": ("FROM foo\nL\u0130CENSE MIT\n", ["MF001"]),
+    "kelvin-sign-not-k": ("FROM foo\nMESSAGE user hi\n\u212aEEP x\n", ["MF001"]),
+    # invisible characters Ollama rejects too
+    "two-invisibles": ("\u00a0\u200bFROM foo\n", ["MF001"]),
+    "invisible-then-blank": ("\u00a0 FROM foo\n", ["MF001"]),
+    "invisible-before-comment": ("FROM foo\n\u00a0# x\n", ["MF001"]),
+    "invisible-before-non-keyword": ("FROM foo\n\u00a0FORM x\n", ["MF001"]),
+    "invisible-after-keyword": ("FROM\u00a0foo\n", ["MF003"]),
     "recovers-after-unterminated": ('FROM foo\nSYSTEM """oops\nbody line\nFROMM x\n', ["MF006"]),
 }
 
@@ -324,3 +347,77 @@ def test_unterminated_body_with_hash_lines_is_not_reported() -> None:
     assert [(d.code, d.span.line) for d in result.diagnostics] == [("MF006", 2), ("MF001", 7)]
     assert [i.keyword for i in result.instructions] == ["FROM", "PARAMETER"]
     assert len(result.modelfile.items) == 2  # the `# Rules` body line is not a comment item
+
+
+def test_invisible_before_keyword_warns_at_the_character() -> None:
+    result = parse_text("FROM foo\n  \u00a0SYSTEM hi\n")
+    (diag,) = result.diagnostics
+    assert (diag.code, diag.severity.value, diag.span.line, diag.span.column) == (
+        "MF010",
+        "warning",
+        2,
+        3,
+    )
+    assert "U+00A0 NO-BREAK SPACE" in diag.message
+    assert result.instructions[1].keyword_span.column == 4
+
+
+@pytest.mark.parametrize(
+    "text,named",
+    [
+        ("\u00a0 FROM foo\n", "U+00A0 NO-BREAK SPACE"),
+        ("\u200b\u200bFROM foo\n", "U+200B ZERO WIDTH SPACE"),
+        ("\x0c# comment\n", "U+000C FORM FEED"),
+    ],
+)
+def test_rejected_invisible_start_is_named(text: str, named: str) -> None:
+    (diag,) = parse_text(text).diagnostics
+    assert diag.code == "MF001"
+    assert diag.message == f"line starts with invisible {named}"
+    assert diag.hint.startswith("delete")
+
+
+@pytest.mark.parametrize(
+    "text,hint",
+    [
+        ("\u017fYSTEM x\n", "did you mean `SYSTEM`? (`\u017f` is U+017F LATIN SMALL LETTER LONG S"),
+        ("L\u0130CENSE MIT\n", "did you mean `LICENSE`? (`\u0130` is U+0130 LATIN CAPITAL"),
+    ],
+)
+def test_lookalike_keyword_hint_names_the_letter(text: str, hint: str) -> None:
+    (diag,) = parse_text(text).diagnostics
+    assert diag.code == "MF001"
+    assert diag.hint.startswith(hint)
+
+
+@pytest.mark.parametrize(
+    "text,hint",
+    [
+        ("FROM:llama3\n", "write `FROM llama3`"),
+        ("PARAMETER=temperature 1\n", "write `PARAMETER temperature 1`"),
+        ('SYSTEM"hi"\n', 'write `SYSTEM "hi"`'),
+    ],
+)
+def test_missing_separator_hint_is_a_valid_line(text: str, hint: str) -> None:
+    (diag,) = parse_text(text).diagnostics
+    assert (diag.code, diag.hint) == ("MF003", hint)
+    fixed = hint.removeprefix("write `").removesuffix("`")
+    assert parse_text(fixed + "\n").ok
+
+
+def test_invisible_terminal_is_gos_unprintable_set() -> None:
+    """The grammar's INVISIBLE class = what Go's strconv.IsPrint rejects (assigned code points)."""
+    import re
+    import unicodedata
+
+    from mfc.modelfile.parser import grammar_text
+
+    line = next(x for x in grammar_text().splitlines() if x.startswith("INVISIBLE"))
+    char_class = re.compile(line[line.index("/[") + 1 : line.index("](?=") + 1])
+    for code in range(0x110000):
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        if category == "Cn" or ch in " \t\r\n":
+            continue
+        unprintable = category in ("Cc", "Cf", "Co", "Cs", "Zs", "Zl", "Zp")
+        assert bool(char_class.match(ch)) == unprintable, f"U+{code:04X} {category}"
