@@ -5,6 +5,10 @@ quoted values (templates, licenses). Best-of-N wall time; a baseline in the
 same run (one regex pass over the lines, the least any parser must do) puts
 the figure in proportion.
 
+A second case parses N lines whose quoted values never close (1k, 2k, 4k):
+the time must grow linearly (it was quadratic: each such value scanned to the
+end of the file). The ratio 4k/1k is printed; linear is about 4.
+
     python bench/parse.py [--mb 4] [--reps 5]
 """
 
@@ -72,6 +76,20 @@ def main() -> None:
     print(f"baseline regex scan : {size / base:8.1f} MB/s")
     print(f"parse_text          : {size / parse:8.2f} MB/s  ({base / parse:.3f} of baseline)")
     print(f"check_text          : {size / check:8.2f} MB/s  ({base / check:.3f} of baseline)")
+    unterminated(args.reps)
+
+
+def unterminated(reps: int) -> None:
+    """Lines whose quoted value never closes: linear time (4k/1k ~ 4), not quadratic (~ 16)."""
+    times = {}
+    for n in (1000, 2000, 4000):
+        for opener in ('"', '"""'):
+            text = "FROM x\n" + "".join(f"SYSTEM {opener}never closed {i}\n" for i in range(n))
+            times[n, opener] = best(lambda t: parse_text(t), text, reps)
+    for opener in ('"', '"""'):
+        row = "  ".join(f"{n // 1000}k {times[n, opener]:6.3f} s" for n in (1000, 2000, 4000))
+        ratio = times[4000, opener] / times[1000, opener]
+        print(f"unterminated {opener:<3}    : {row}  (4k/1k = {ratio:.1f})")
 
 
 if __name__ == "__main__":

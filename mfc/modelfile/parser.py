@@ -12,12 +12,15 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, UnexpectedInput
+from lark.lexer import BasicLexer, ContextualLexer
+from lark.utils import TextSlice
 
 from mfc.modelfile import chars, codes
 from mfc.modelfile.diagnostics import Diagnostic, has_errors
@@ -37,7 +40,66 @@ def grammar_text() -> str:
 
 @functools.cache
 def _lark() -> Lark:
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        maybe_placeholders=False,
+        _plugins={"ContextualLexer": _ModelfileLexer},
+    )
+
+
+# -- linear time on unterminated quotes ------------------------------------------------------------
+# TRIPLE_QUOTED and QUOTED end at the first later line that ends with their delimiter; when no
+# such line exists, the regex scans to the end of the text before it fails, once per unterminated
+# value: quadratic (4k such lines took 10 s). One pass per text finds the last closing position
+# of each kind; a quote opened after it cannot close, so its match is bounded to its own line,
+# where only the one-line UNTERMINATED (or BAD_*) terminal can match — the same token as before.
+_DQ_CLOSE = re.compile(r'"(?=[ \t]*(?:\r|\n|\Z))')
+_TQ_CLOSE = re.compile(r'"""(?=[ \t]*(?:\r|\n|\Z))')
+_LINE_END_CHARS = re.compile(r"[\r\n]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Closes:
+    text: str
+    last_dq: int  # position of the last `"` that can close a "…" value (-1: none)
+    last_tq: int  # start of the last `"""` that can close a """…""" value (-1: none)
+
+    @classmethod
+    def of(cls, text: str) -> _Closes:
+        last_dq = last_tq = -1
+        for m in _DQ_CLOSE.finditer(text):
+            last_dq = m.start()
+        for m in _TQ_CLOSE.finditer(text):
+            last_tq = m.start()
+        return cls(text, last_dq, last_tq)
+
+
+_local = threading.local()  # .closes: _Closes of the text this thread is lexing
+
+
+class _QuoteBoundedLexer(BasicLexer):
+    def match(self, text: TextSlice, pos: int):
+        src = text.text
+        if src[pos] != '"':
+            return self.scanner.match(text, pos)
+        closes = getattr(_local, "closes", None)
+        if closes is None or closes.text is not src:
+            closes = _local.closes = _Closes.of(src)
+        if src.startswith('"""', pos):
+            can_close = closes.last_tq >= pos + 3
+        else:
+            can_close = closes.last_dq >= pos + 1
+        if can_close:
+            return self.scanner.match(text, pos)
+        eol = _LINE_END_CHARS.search(src, pos, text.end)
+        end = eol.start() if eol else text.end
+        return self.scanner.match(TextSlice(src, text.start, end), pos)
+
+
+class _ModelfileLexer(ContextualLexer):
+    BasicLexer = _QuoteBoundedLexer
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +166,8 @@ def _parse(source: SourceFile, early: tuple[Diagnostic, ...]) -> ParseResult:
             hint="please report this Modelfile as an mfc bug",
         )
         return ParseResult(Modelfile((), source.name), (*early, diag), source)
+    finally:
+        _local.closes = None  # do not keep the text alive
     items, diags = _Lower(source).transform(tree)
     return ParseResult(Modelfile(items, source.name), (*early, *diags), source)
 
