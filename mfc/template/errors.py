@@ -13,16 +13,26 @@ from dataclasses import dataclass
 from typing import Literal
 
 Syntax = Literal["go", "jinja"]
+ProblemSeverity = Literal["error", "warning"]
+# What made rendering fail: the sandbox refused ("security"), Go execution failed
+# ("go": unknown field, bad types), the template called raise_exception ("raise"), else "other".
+RenderCause = Literal["security", "go", "raise", "other"]
 
 
 @dataclass(frozen=True, slots=True)
 class TemplateProblem:
-    """The first problem found in a template; line/column are 1-based, relative to the text."""
+    """The first problem found in a template; line/column are 1-based, relative to the text.
+
+    ``severity`` is "warning" for a template that renders some conversations but
+    fails on others (e.g. a Jinja template that refuses a system message with
+    ``raise_exception``): legitimate, but worth showing.
+    """
 
     message: str
     line: int
     column: int
     syntax: Syntax
+    severity: ProblemSeverity = "error"
 
 
 class TemplateError(Exception):
@@ -40,9 +50,12 @@ class TemplateSyntaxError(TemplateError):
 class TemplateRenderError(TemplateError):
     """Rendering failed; ``str(err)`` reads ``<origin>[ line N]: <what went wrong>``."""
 
-    def __init__(self, origin: str, message: str, line: int | None = None):
+    def __init__(
+        self, origin: str, message: str, line: int | None = None, cause: RenderCause = "other"
+    ):
         self.origin = origin
         self.message = message
         self.line = line
+        self.cause = cause
         where = origin if line is None else f"{origin} (template line {line})"
         super().__init__(f"template error in {where}: {message}")

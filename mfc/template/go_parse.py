@@ -338,14 +338,16 @@ class _Parser:
                 nodes.append(node)
         return tuple(nodes)
 
-    def item_list(self, context: str) -> tuple[tuple[ast.Node, ...], Token]:
-        """Nodes up to ``{{end}}`` or ``{{else}}``; returns them and the stopping keyword."""
+    def item_list(self, context: str, start: int) -> tuple[tuple[ast.Node, ...], Token]:
+        """Nodes up to ``{{end}}`` or ``{{else}}``; returns them and the stopping keyword.
+
+        A missing ``{{end}}`` is reported at ``start``, the action that opened the
+        block (the end of the text would not say which block is open).
+        """
         nodes: list[ast.Node] = []
         while True:
             if self.peek().kind == "eof":
-                raise self.error(
-                    f"unexpected EOF: missing {{{{end}}}} for {{{{{context}}}}}", self.peek().pos
-                )
+                raise self.error(f"missing {{{{end}}}} for this {{{{{context}}}}}", start)
             node, stop = self.text_or_action()
             if stop is not None:
                 return tuple(nodes), stop
@@ -395,7 +397,7 @@ class _Parser:
                         f"`range` nests more than {MAX_RANGE_DEPTH} levels deep", start
                     )
             try:
-                body, stop = self.item_list(kind)
+                body, stop = self.item_list(kind, start)
             finally:
                 if kind == "range":
                     self.range_depth -= 1
@@ -422,7 +424,7 @@ class _Parser:
                         kind, pipe, body, (chained,), start, False, else_pos, chained.end_pos
                     )
                 self.expect_rdelim("else")
-                orelse, stop = self.item_list(kind)
+                orelse, stop = self.item_list(kind, start)
                 if stop.value != "end":
                     raise self.error("expected end; found {{else}}", stop.pos)
             self.expect_rdelim("end")

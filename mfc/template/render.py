@@ -19,13 +19,15 @@ from jinja2 import Template
 
 from mfc.template import go_parse, go_values, ollama
 from mfc.template.errors import (
+    ProblemSeverity,
+    RenderCause,
     Syntax,
     TemplateProblem,
     TemplateRenderError,
     TemplateSyntaxError,
 )
 from mfc.template.go_translate import translate
-from mfc.template.sandbox import compile_go, compile_hf
+from mfc.template.sandbox import compile_go, compile_hf, hf_environment
 
 _GO_ACTION = re.compile(
     r"\{\{-?\s*(?:[.$(]|/\*|(?:if|else|end|range|with|define|template|block|break|continue"
@@ -114,27 +116,186 @@ def _jinja_problem(text: str, exc: jinja2.TemplateSyntaxError) -> TemplateProble
             line, column = go_parse.line_col(text, offset)
             msg = f"`{{% {name} %}}` is never closed: add `{{% end{name} %}}`"
             return TemplateProblem(msg, line, column, "jinja")
-    unknown = re.match(r"Encountered unknown tag '(\w+)'", message)
-    column = _jinja_column(text, line, unknown.group(1) if unknown else None)
-    return TemplateProblem(message[:1].lower() + message[1:], line, column, "jinja")
+    message = message[:1].lower() + message[1:]
+    if re.match(r"unexpected (?:end of template|'end of template')", message):  # at the end
+        line, column = go_parse.line_col(text, len(text))
+        return TemplateProblem(message, line, column, "jinja")
+    unknown = re.match(r"encountered unknown tag '(\w+)'", message)
+    named = re.match(r"no (?:filter|test) named '(\w+)'", message)
+    if unknown:
+        column = _jinja_column(text, line, unknown.group(1))
+    elif named and (m := re.search(rf"\b{named.group(1)}\b", _line_text(text, line))):
+        column = m.start() + 1
+    else:
+        column = _failing_token_column(text, line) or _jinja_column(text, line)
+    return TemplateProblem(message, line, column, "jinja")
 
 
-def check_template(text: str) -> TemplateProblem | None:
-    """The first syntax problem in ``text`` (either syntax), or None."""
+def _line_text(text: str, line: int) -> str:
+    lines = text.split("\n")
+    return lines[line - 1] if 1 <= line <= len(lines) else ""
+
+
+def _failing_token_column(text: str, line: int) -> int | None:
+    """Column of the token Jinja's parser stood on when it failed (Jinja reports lines only).
+
+    The parser is run again over a recorded token stream; the failing token is
+    then found in the line's text by walking that line's tokens in order.
+    """
+    from jinja2.lexer import TOKEN_DATA, TOKEN_EOF, TOKEN_STRING
+    from jinja2.parser import Parser
+
+    seen: list[Any] = []
+
+    def record(tokens: Any) -> Any:
+        for tok in tokens:
+            seen.append(tok)
+            yield tok
+
+    try:
+        parser = Parser(hf_environment(), text)
+        seen.append(parser.stream.current)
+        parser.stream._iter = record(parser.stream._iter)
+        parser.parse()
+    except jinja2.TemplateSyntaxError:
+        pass
+    else:
+        return None
+    current = parser.stream.current
+    if current.type == TOKEN_EOF or current.lineno != line:
+        return None
+    src = _line_text(text, line)
+    cursor = 0
+    for tok in seen:
+        if tok.lineno < line and tok.type == TOKEN_DATA and "\n" in tok.value:
+            if tok.lineno + tok.value.count("\n") >= line:
+                cursor = len(tok.value.rsplit("\n", 1)[1])
+            continue
+        if tok.lineno != line:
+            continue
+        value = str(tok.value).split("\n", 1)[0]
+        if tok.type == TOKEN_STRING:  # unescaped contents: find the opening quote instead
+            quotes = [i for i in (src.find("'", cursor), src.find('"', cursor)) if i >= 0]
+            found = min(quotes, default=-1)
+        else:
+            found = src.find(value, cursor) if value else -1
+        if found < 0:
+            return None
+        if tok is current:
+            return found + 1
+        cursor = found + max(len(value), 1)
+    return None
+
+
+def check_template(text: str, *, warnings: bool = False) -> TemplateProblem | None:
+    """The first problem in ``text`` (either syntax), or None.
+
+    Syntax first; then a sandboxed trial render on two sample conversations
+    (system + user + assistant + user, and user only), so a template that
+    reaches for Python internals or names a field Go's data does not have is
+    found when the Modelfile is checked, not on the first prompt. A template
+    that renders one sample but not the other is a problem of severity
+    "warning", returned only with ``warnings=True`` (callers that treat every
+    problem as an error keep accepting such templates).
+    """
     syntax = detect_syntax(text)
     if syntax == "go":
         try:
             _go_program(text)
         except TemplateSyntaxError as exc:
             return TemplateProblem(exc.message, exc.line, exc.column, "go")
-        return None
+        return _trial_problem(text, "go", warnings)
     try:
         compile_hf(text)
     except jinja2.TemplateSyntaxError as exc:
         return _jinja_problem(text, exc)
     except (RecursionError, SyntaxError):  # Python's own nesting limits
         return TemplateProblem("template nests too deeply", 1, 1, "jinja")
-    return None
+    return _trial_problem(text, "jinja", warnings)
+
+
+_SAMPLES: tuple[tuple[str, str | None, tuple[dict[str, str], ...]], ...] = (
+    (
+        "system + user + assistant + user",
+        "You are a helpful assistant.",
+        (
+            {"role": "user", "content": "Hello!"},
+            {"role": "assistant", "content": "Hi. How can I help?"},
+            {"role": "user", "content": "Tell me a joke."},
+        ),
+    ),
+    ("user-only", None, ({"role": "user", "content": "Hello!"},)),
+)
+
+
+def _trial_problem(text: str, syntax: Syntax, warnings: bool) -> TemplateProblem | None:
+    """Render the sample conversations; a failure becomes a located problem.
+
+    Sandbox refusals and Go execution errors (an unknown field …) are errors
+    whatever the conversation. Other failures are errors only if no sample
+    renders: a Jinja template may legitimately `raise_exception` on a role it
+    does not support, which is a warning.
+    """
+    failures: list[tuple[str, TemplateRenderError]] = []
+    for shape, system, messages in _SAMPLES:
+        try:
+            render_prompt(
+                text,
+                messages=messages,
+                system=system,
+                bos_token="<s>",
+                eos_token="</s>",
+                origin="template",
+            )
+        except TemplateRenderError as exc:
+            if exc.cause in ("security", "go"):
+                return _render_problem(text, syntax, exc, "error", "")
+            failures.append((shape, exc))
+    if not failures:
+        return None
+    shape, exc = failures[0]
+    if len(failures) == len(_SAMPLES):
+        return _render_problem(text, syntax, exc, "error", "")
+    if not warnings:
+        return None
+    return _render_problem(text, syntax, exc, "warning", f" on a {shape} conversation")
+
+
+def _render_problem(
+    text: str, syntax: Syntax, exc: TemplateRenderError, severity: ProblemSeverity, where: str
+) -> TemplateProblem:
+    message = f"rendering fails{where}: {exc.message}"
+    offset = _render_error_offset(text, syntax, exc)
+    if offset is not None:
+        line, column = go_parse.line_col(text, offset)
+    elif syntax == "jinja" and exc.line is not None:
+        line, column = exc.line, _jinja_column(text, exc.line)
+    else:
+        line, column = 1, 1
+    return TemplateProblem(message, line, column, syntax, severity)
+
+
+def _render_error_offset(text: str, syntax: Syntax, exc: TemplateRenderError) -> int | None:
+    """Where the failing name is in the source: the attribute the sandbox refused, the Go
+    field that does not exist, or the `raise_exception` call. The search starts on the
+    failing line (translation keeps a Go template's line numbers), else anywhere."""
+    field = re.search(r"can't evaluate field (\w+)", exc.message)
+    name = re.search(r"access to attribute `(\w+)`|unsafe template: .*?'(\w+)'", exc.message)
+    if syntax == "go" and field:
+        pattern = rf"\.{field.group(1)}\b"
+    elif name is not None:
+        pattern = rf"\b{re.escape(name.group(1) or name.group(2))}\b"
+    elif exc.cause == "raise":
+        pattern = r"\braise_exception\b"
+    else:
+        return None
+    starts = [0, *(m.end() for m in re.finditer("\n", text))]
+    if exc.line and exc.line <= len(starts):
+        m = re.search(pattern, text[starts[exc.line - 1] :])
+        if m:
+            return starts[exc.line - 1] + m.start()
+    m = re.search(pattern, text)
+    return m.start() if m else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +337,14 @@ def _run(template: Template, context: dict[str, Any], origin: str) -> str:
     except jinja2.UndefinedError as exc:
         raise TemplateRenderError(origin, f"undefined value: {exc}", _template_line(exc)) from None
     except jinja2.exceptions.SecurityError as exc:
-        raise TemplateRenderError(origin, f"unsafe template: {exc}", _template_line(exc)) from None
+        raise TemplateRenderError(
+            origin, f"unsafe template: {exc}", _template_line(exc), "security"
+        ) from None
     except go_values.GoExecError as exc:
-        raise TemplateRenderError(origin, str(exc), _template_line(exc)) from None
+        raise TemplateRenderError(origin, str(exc), _template_line(exc), "go") from None
     except jinja2.TemplateError as exc:
-        raise TemplateRenderError(origin, str(exc), _template_line(exc)) from None
+        cause: RenderCause = "raise" if type(exc) is jinja2.TemplateError else "other"
+        raise TemplateRenderError(origin, str(exc), _template_line(exc), cause) from None
     except (
         TypeError,
         ValueError,

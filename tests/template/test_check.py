@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mfc.template import (
@@ -24,7 +26,9 @@ GO_ERRORS = [
         1,
         39,
     ),
-    ("missing-end", "{{ if .X }}\nyes", "unexpected EOF", 2, 4),
+    ("missing-end", "{{ if .X }}\nyes", "missing {{end}} for this {{if}}", 1, 1),
+    ("missing-end-inner", "{{ range .M }}\n  {{- if .X }}a\n{{ end }}", "for this {{range}}", 1, 1),
+    ("missing-end-nested", "a{{ if .X }}{{ with .Y }}b{{ end }}", "for this {{if}}", 1, 2),
     ("stray-end", "a\n{{ end }}", "unexpected `{{end}}`", 2, 4),
     ("stray-else", "{{ else }}", "unexpected `{{else}}`", 1, 4),
     ("unclosed-action", "x {{ .Prompt", "unclosed action", 1, 3),
@@ -113,9 +117,13 @@ def test_valid_templates_have_no_problem(text: str) -> None:
             12,
         ),
         ("line one\n  {% if x %}{% endfor %}", "endfor", 2, 13),
-        ("{{ messages | nosuchfilter }}", "nosuchfilter", 1, 1),
-        ("{{ messages }}\n{% if %}", "expected an expression", 2, 1),
-        ("{% if x %}\n{{ x + }}\n{% endif %}", "unexpected", 2, 1),
+        ("{{ messages | nosuchfilter }}", "nosuchfilter", 1, 15),
+        ("{{ messages }}\n{% if %}", "expected an expression", 2, 7),
+        ("{% if x %}\n{{ x + }}\n{% endif %}", "unexpected", 2, 8),
+        ("{% if x %}{{ y }}{% endif %}{% if %}", "expected an expression", 1, 35),
+        ("{# c #}\n  {{ x y }}", "expected token 'end of print statement', got 'y'", 2, 8),
+        ("{# c #}\n{{ x +", "unexpected 'end of template'", 2, 7),
+        ("{# c #}{{ (x", "unexpected end of template", 1, 13),
     ],
 )
 def test_jinja_errors_are_located(text: str, fragment: str, line: int, column: int) -> None:
@@ -150,3 +158,89 @@ def test_reasonable_nesting_renders() -> None:
     text = "{{ range $i, $v := .L }}" * 12 + "x" + "{{ end }}" * 12
     assert check_template(text) is None
     assert render_prompt(text, messages=[], origin="t") == ""
+
+
+# (id, template, message fragment, line, column): found by the trial render, not the parser
+RENDER_ERRORS = [
+    (
+        "jinja-dunder",
+        "{% for m in messages %}\n  {{ m.content.__class__ }}{% endfor %}",
+        "unsafe template: access to attribute `__class__`",
+        2,
+        16,
+        "jinja",
+    ),
+    (
+        "jinja-mro",
+        "{{ messages[0].__class__.__mro__ }}",
+        "access to attribute `__class__`",
+        1,
+        16,
+        "jinja",
+    ),
+    (
+        "go-unknown-message-field",
+        "{{ range .Messages }}\n{{ .Rol }}: {{ .Content }}{{ end }}",
+        "can't evaluate field Rol in type *api.Message",
+        2,
+        4,
+        "go",
+    ),
+    (
+        "go-field-of-string",
+        "{{ .System }}{{ .Prompt.Text }}",
+        "field Text in type string",
+        1,
+        24,
+        "go",
+    ),
+    (
+        "jinja-always-raises",
+        "{% if true %}\n  {{ raise_exception('not a chat model') }}{% endif %}",
+        "not a chat model",
+        2,
+        6,
+        "jinja",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line", "column", "syntax"),
+    [e[1:] for e in RENDER_ERRORS],
+    ids=[e[0] for e in RENDER_ERRORS],
+)
+def test_render_errors_are_found_by_check(
+    text: str, fragment: str, line: int, column: int, syntax: str
+) -> None:
+    with pytest.raises(TemplateRenderError, match=re.escape(fragment)):  # fails at run time
+        render_prompt(text, messages=[{"role": "user", "content": "hi"}], origin="t")
+    problem = check_template(text)
+    assert problem is not None
+    assert problem.message.startswith("rendering fails: ")
+    assert fragment in problem.message
+    assert (problem.line, problem.column, problem.syntax) == (line, column, syntax)
+    assert problem.severity == "error"
+
+
+REFUSES_SYSTEM = (
+    "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+)
+
+
+def test_raise_on_some_conversations_is_only_a_warning() -> None:
+    assert check_template(REFUSES_SYSTEM) is None  # not an error: it renders user turns
+    problem = check_template(REFUSES_SYSTEM, warnings=True)
+    assert problem is not None
+    assert problem.severity == "warning"
+    assert problem.message == (
+        "rendering fails on a system + user + assistant + user conversation: "
+        "System role not supported"
+    )
+    assert (problem.line, problem.column) == (1, 44)
+
+
+def test_problem_severity_defaults_to_error() -> None:
+    problem = check_template("{{ foo .X }}", warnings=True)
+    assert problem is not None and problem.severity == "error"

@@ -93,6 +93,16 @@ def test_corpus_template_checks_clean(path: Path) -> None:
     text = path.read_text("utf-8")
     assert detect_syntax(text) == ("go" if path.suffix == ".gotmpl" else "jinja")
     assert check_template(text) is None
+    # Templates that refuse a system message by design are warnings, never errors.
+    problem = check_template(text, warnings=True)
+    if path.name in REFUSE_SYSTEM:
+        assert problem is not None and problem.severity == "warning"
+        assert problem.message.startswith("rendering fails on a system + user + assistant")
+    else:
+        assert problem is None
+
+
+REFUSE_SYSTEM = {"gemma.jinja", "mistral.jinja"}
 
 
 @pytest.mark.parametrize("shape", SHAPES)
