@@ -15,7 +15,7 @@ import click
 from mfc.modelfile import codes
 from mfc.modelfile.check import CheckResult, check_parsed
 from mfc.modelfile.diagnostics import Diagnostic, has_errors
-from mfc.modelfile.format import UnrepresentableValue, format_modelfile
+from mfc.modelfile.format import UnrepresentableValue, dominant_newline, format_modelfile
 from mfc.modelfile.parser import ParseResult, parse_bytes
 from mfc.modelfile.render import (
     diagnostics_to_json,
@@ -156,7 +156,7 @@ def fmt(check_only: bool, show_diff: bool, files: tuple[str, ...]) -> None:
             failed = True
             continue
         original = result.source.text
-        newline = "\r\n" if "\r\n" in original.split("\n", 1)[0] + "\n" else "\n"
+        newline = dominant_newline(original)
         try:
             formatted = format_modelfile(result.modelfile, newline=newline)
         except UnrepresentableValue as exc:

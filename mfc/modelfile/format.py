@@ -93,6 +93,18 @@ def format_instruction(inst: Instruction) -> str:
     )
 
 
+def dominant_newline(text: str) -> str:
+    """The file's line end: the most frequent of LF, CRLF and CR (LF when none, or a tie with it).
+
+    `mfc fmt` keeps it, so formatting a CR-only or CRLF file does not convert it; deciding
+    from the first line alone got CR-only files (no LF at all) wrong.
+    """
+    counts = {"\n": 0, "\r\n": 0, "\r": 0}
+    for m in _LINE_END.finditer(text):
+        counts[m.group()] += 1
+    return max(counts, key=lambda nl: counts[nl])  # dict order breaks ties: LF, then CRLF
+
+
 def format_modelfile(ir: Modelfile, newline: str = "\n") -> str:
     out: list[str] = []
     prev_end: int | None = None

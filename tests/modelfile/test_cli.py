@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from mfc.cli.main import cli
@@ -107,6 +108,22 @@ def test_fmt_keeps_crlf(tmp_path: Path) -> None:
     mf.write_bytes(b"from x\r\nsystem hi\r\n")
     run("fmt", str(mf))
     assert mf.read_bytes() == b"FROM x\r\nSYSTEM hi\r\n"
+
+
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"from x\rsystem hi\r", b"FROM x\rSYSTEM hi\r"),  # CR only: no LF anywhere
+        (b"from x\nsystem hi\r\nparameter top_k 1\r\n", b"FROM x\r\nSYSTEM hi\r\n"
+         b"PARAMETER top_k 1\r\n"),  # mostly CRLF, first line LF
+        (b"from x\n", b"FROM x\n"),
+    ],
+)  # fmt: skip
+def test_fmt_keeps_the_files_line_ends(tmp_path: Path, data: bytes, expected: bytes) -> None:
+    mf = tmp_path / "Modelfile"
+    mf.write_bytes(data)
+    assert run("fmt", str(mf)).exit_code == 0
+    assert mf.read_bytes() == expected
 
 
 def test_render_never_prints_control_characters(tmp_path: Path) -> None:
