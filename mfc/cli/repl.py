@@ -13,10 +13,11 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 from mfc.modelfile.diagnostics import DiagnosticError
 from mfc.runtime.model import ModelImage
+from mfc.runtime.options import UNSUPPORTED, unsupported_warning
 from mfc.runtime.session import Session
 from mfc.runtime.stats import format_stats
 
@@ -153,6 +154,8 @@ class Repl:
         self.out = out
         self.err = err
         self.read = read
+        self.history = True  # `/set nohistory`: lines read are not kept for up-arrow recall
+        self._readline: Any = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -163,15 +166,25 @@ class Repl:
     def error(self, exc: DiagnosticError) -> None:
         from mfc.modelfile.render import render_human
 
-        self.out.write(render_human(exc.diagnostics))
+        self.out.write(render_human(exc.diagnostics, getattr(exc, "sources", None)))
         self.out.flush()
 
     # -- input -----------------------------------------------------------------
 
+    def _read(self, prompt: str) -> str:
+        """One line; with history off, readline forgets it again (input() adds every line)."""
+        line = self.read(prompt)
+        rl = self._readline
+        if not self.history and rl is not None and line:
+            n = rl.get_current_history_length()
+            if n and rl.get_history_item(n) == line:
+                rl.remove_history_item(n - 1)
+        return line
+
     def read_message(self) -> str | None:
         """One user input, joining `\"\"\"` multi-line blocks; None on Ctrl-D."""
         try:
-            line = self.read(">>> ")
+            line = self._read(">>> ")
         except EOFError:
             return None
         start = line.find('"""')
@@ -184,7 +197,7 @@ class Repl:
         lines = [rest] if rest else []
         while True:
             try:
-                more = self.read("... ")
+                more = self._read("... ")
             except EOFError:
                 return None
             end = more.find('"""')
@@ -197,7 +210,9 @@ class Repl:
 
     def run(self) -> int:
         with contextlib.suppress(ImportError):
-            import readline  # noqa: F401 - line editing and history for input()
+            import readline  # line editing and history for input()
+
+            self._readline = readline
         while True:
             try:
                 text = self.read_message()
@@ -286,11 +301,17 @@ class Repl:
                 self.say("Available Parameters:")
                 for spec in PARAMETERS.values():
                     if not spec.deprecated:
-                        self.say(f"  /set parameter {spec.name:<18} {spec.doc}")
+                        doc = spec.doc + (
+                            " (not supported yet)" if spec.name in UNSUPPORTED else ""
+                        )
+                        self.say(f"  /set parameter {spec.name:<18} {doc}")
                 return
             name = args[1]
             self.session.set_parameter(name, args[2:])
             self.say(f"Set parameter '{name}' to '{', '.join(args[2:])}'")
+            warning = unsupported_warning(name)
+            if warning:
+                self.warn(f"{warning}; it has no effect")
         elif what in ("system", "template"):
             text = line.split(what, 1)[1].strip()
             if text.startswith('"') and text.endswith('"') and len(text) >= 2:
@@ -299,8 +320,10 @@ class Repl:
                 self.session.system = text
                 self.say("Set system message.")
             else:
-                self.session.template = text
+                warning = self.session.set_template(text)  # a broken one raises, unchanged
                 self.say("Set prompt template.")
+                if warning:
+                    self.warn(f"template: {warning}")
         elif what == "verbose":
             self.verbose = True
             self.say("Set 'verbose' mode.")
@@ -320,6 +343,7 @@ class Repl:
             self.wordwrap = what == "wordwrap"
             self.say("Set 'wordwrap' mode." if self.wordwrap else "Set 'nowordwrap' mode.")
         elif what in ("history", "nohistory"):
+            self.history = what == "history"
             self.say(f"Set '{what}' mode.")
         else:
             self.say(f"Unknown command '/set {what}'. Type /? for help")

@@ -91,13 +91,17 @@ def run(
     \b
     mfc run counter "abc"            one answer, streamed to stdout
     echo abc | mfc run counter       the same, prompt from stdin
-    mfc run counter                  interactive chat (/? for help)
+    mfc run counter                  interactive chat on a terminal (/? for help)
+    mfc run counter </dev/null       no terminal, empty prompt: load the model, exit
     """
     from mfc.cli.repl import sigint_for_main_thread
     from mfc.runtime.session import Session
     from mfc.runtime.stats import format_stats
 
     parts = list(prompt)
+    # Like `ollama run`: the REPL only on a terminal; otherwise stdin (possibly empty,
+    # `</dev/null`) is read as the prompt and this is a one-shot run.
+    interactive = sys.stdin.isatty() and not parts
     if not sys.stdin.isatty():
         piped = sys.stdin.read().rstrip("\n")  # `echo abc |` means the prompt `abc`
         if piped:
@@ -107,6 +111,8 @@ def run(
             session = Session(_image(name), format=fmt)
             if not parts:
                 session.engine()  # load now, as `ollama run` does: errors show before the prompt
+        if not parts and not interactive:
+            return  # an empty prompt only loads the model (Ollama's generate does the same)
         if not parts:
             from mfc.cli.repl import Repl
 

@@ -18,6 +18,19 @@ from mfc.modelfile.spec import ParamValue
 
 CONTEXT_ENV = "MFC_CONTEXT_LENGTH"
 
+# Parameters the table accepts (Ollama has them) that the runtime cannot honour yet:
+# setting one is a warning, never a reload. name -> why.
+UNSUPPORTED: dict[str, str] = {
+    "draft_num_predict": "not supported yet (no draft model runtime: mfc does no speculative "
+    "decoding, so the DRAFT model and this value are ignored)",
+}
+
+
+def unsupported_warning(name: str) -> str | None:
+    """The warning for setting ``name``, if the runtime ignores it."""
+    why = UNSUPPORTED.get(name)
+    return f"parameter `{name}` is {why}" if why else None
+
 
 def parameter_table() -> Mapping[str, ParamSpec]:
     return PARAMETERS
@@ -115,6 +128,9 @@ def resolve(
             spec = table.get(name)
             if spec is None or spec.deprecated:
                 warnings.append(f"ignoring parameter `{name}`: not a llama.cpp option mfc uses")
+            elif name in UNSUPPORTED:
+                if value != spec.default:
+                    warnings.append(unsupported_warning(name) or "")
             else:
                 values[name] = value
     if "num_ctx" in (overrides or {}) or "num_ctx" in image_params:
@@ -138,4 +154,4 @@ def resolve(
 def is_load_param(name: str) -> bool:
     """Changing this parameter needs a model reload (the table's `phase`)."""
     spec = parameter_table().get(name)
-    return spec is not None and spec.phase == "load"
+    return spec is not None and spec.phase == "load" and name not in UNSUPPORTED

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfc.modelfile.diagnostics import DiagnosticError
 from mfc.modelfile.spec import ParamValue
 from mfc.runtime import codes
 from mfc.runtime import options as opts
@@ -24,6 +25,7 @@ from mfc.runtime.stats import Stats
 from mfc.template import TemplateError
 
 EngineFactory = Callable[[ModelImage, opts.LoadOptions], Engine]
+TEMPLATE_SOURCE = "/set template"  # the "file" of a REPL template's diagnostics
 
 
 def default_engine(image: ModelImage, load: opts.LoadOptions) -> Engine:
@@ -162,6 +164,39 @@ class Session:
         value = parse_parameter(name, words)
         self.overrides[name] = value
         return value
+
+    def set_template(self, text: str) -> str | None:
+        """`/set template TEXT`: checked like a Modelfile TEMPLATE before it is used.
+
+        An error is refused (DiagnosticError located in the template text, which
+        the exception carries as ``sources``); a warning is returned and the
+        template is set.
+        """
+        from mfc.modelfile import codes as mf_codes
+        from mfc.modelfile.span import Span
+        from mfc.template import check_template
+
+        problem = check_template(text, warnings=True)
+        if problem is not None and problem.severity == "error":
+            lines = text.split("\n")
+            line = max(1, min(problem.line, len(lines)))
+            column = max(1, min(problem.column, len(lines[line - 1]) + 1))
+            start = sum(len(x) + 1 for x in lines[: line - 1]) + column - 1
+            end_column = column + (1 if column <= len(lines[line - 1]) else 0)
+            span = Span(TEMPLATE_SOURCE, line, column, line, end_column, start, start + 1)
+            exc = DiagnosticError(
+                [
+                    mf_codes.INVALID_TEMPLATE(
+                        span,
+                        f"template error: {problem.message}",
+                        "the template was not changed; `/show template` shows the current one",
+                    )
+                ]
+            )
+            exc.sources = {TEMPLATE_SOURCE: text}  # type: ignore[attr-defined]
+            raise exc
+        self.template = text
+        return problem.message if problem is not None else None
 
     def effective_system(self) -> str | None:
         return self.system if self.system is not None else self.image.system

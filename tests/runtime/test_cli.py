@@ -169,3 +169,18 @@ def test_broken_model_file_is_a_located_error(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error[MF309]: {path} is not a usable GGUF file: {reason}")
+
+
+def test_run_without_a_terminal_is_one_shot(counter: str) -> None:
+    # `</dev/null`: no REPL on a non-terminal (Ollama reads stdin as the prompt);
+    # an empty prompt only loads the model.
+    result = subprocess.run(
+        [*MFC, "run", counter],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert ">>>" not in result.stdout

@@ -13,6 +13,7 @@ import pexpect
 import pytest
 
 from mfc.cli.repl import Repl
+from mfc.modelfile.diagnostics import DiagnosticError
 from mfc.runtime.model import image_from_gguf
 from mfc.runtime.session import Session
 
@@ -142,3 +143,104 @@ def test_bye_exits(repl: pexpect.spawn) -> None:
     repl.expect(pexpect.EOF)
     repl.close()
     assert repl.exitstatus == 0
+
+
+def recall_previous(child: pexpect.spawn) -> str:
+    """Ctrl-P (readline's previous-history) then Enter: runs the last remembered line again."""
+    child.send("\x10\r")
+    child.expect_exact(PROMPT)
+    return child.before.replace("\r\n", "\n")
+
+
+def test_set_nohistory_keeps_lines_out_of_readline_history(repl: pexpect.spawn) -> None:
+    say(repl, "/show system")
+    assert "No system message was specified" in recall_previous(repl)  # history on
+    assert say(repl, "/set nohistory") == "Set 'nohistory' mode.\n"
+    say(repl, "/show license")  # not remembered
+    assert "Set 'nohistory' mode." in recall_previous(repl)  # the line before it comes back
+    assert say(repl, "/set history") == "Set 'history' mode.\n"
+    say(repl, "/show license")
+    assert "No license was specified" in recall_previous(repl)
+
+
+def in_process(fixture_models: dict[str, Path]) -> tuple[Repl, io.StringIO, io.StringIO]:
+    image = image_from_gguf(fixture_models["counter-f32.gguf"], params={"temperature": 0.0})
+    out, err = io.StringIO(), io.StringIO()
+    repl = Repl(Session(image, env={}), load_image=lambda name: image, out=out, err=err)
+    repl.wordwrap = False
+    return repl, out, err
+
+
+def command(repl: Repl, line: str) -> None:
+    """As the REPL loop runs a command: a DiagnosticError is printed, the REPL goes on."""
+    try:
+        repl.command(line)
+    except DiagnosticError as exc:
+        repl.error(exc)
+
+
+def test_set_template_refuses_a_broken_template_with_its_location(
+    fixture_models: dict[str, Path],
+) -> None:
+    repl, out, _ = in_process(fixture_models)
+    command(repl, "/set template {{ range .Messages }}{{ .Rol }}{{ end }}")
+    assert repl.session.template is None  # unchanged
+    assert out.getvalue() == (
+        "/set template:1:25: error[MF109]: template error: rendering fails: "
+        "can't evaluate field Rol in type *api.Message\n"
+        "1 | {{ range .Messages }}{{ .Rol }}{{ end }}\n"
+        "  |                         ^\n"
+        "help: the template was not changed; `/show template` shows the current one\n"
+    )
+    out.truncate(0), out.seek(0)
+    command(repl, '/set template "{% for m in messages %}{{ m.content.__class__ }}{% endfor %}"')
+    assert "error[MF109]" in out.getvalue() and "`__class__`" in out.getvalue()
+    assert repl.session.template is None
+    out.truncate(0), out.seek(0)
+    command(repl, "/set template {{ if .System }}")
+    assert out.getvalue().startswith(
+        "/set template:1:1: error[MF109]: template error: missing {{end}} for this {{if}}"
+    )
+
+
+def test_set_template_accepts_good_and_warns_on_partial(fixture_models: dict[str, Path]) -> None:
+    repl, out, err = in_process(fixture_models)
+    repl.command("/set template <{{ .Prompt }}>")
+    assert out.getvalue() == "Set prompt template.\n" and err.getvalue() == ""
+    assert repl.session.render("abc") == "<abc>"
+    refuses_system = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    )
+    repl.command(f"/set template {refuses_system}")
+    assert repl.session.template == refuses_system
+    assert err.getvalue() == (
+        "warning: template: rendering fails on a system + user + assistant + user "
+        "conversation: no system\n"
+    )
+    repl.session.close()
+
+
+def test_draft_num_predict_is_an_explicit_no_op(fixture_models: dict[str, Path]) -> None:
+    from mfc.runtime.options import is_load_param
+
+    repl, out, err = in_process(fixture_models)
+    session = repl.session
+    engine = session.engine()
+    repl.command("/set parameter draft_num_predict 4")
+    assert out.getvalue() == "Set parameter 'draft_num_predict' to '4'\n"
+    assert err.getvalue() == (
+        "warning: parameter `draft_num_predict` is not supported yet (no draft model runtime: "
+        "mfc does no speculative decoding, so the DRAFT model and this value are ignored); "
+        "it has no effect\n"
+    )
+    assert not is_load_param("draft_num_predict")
+    turn = session.ask("abc")
+    assert turn.result() == "defghijklmnopqrstuvwxyz"
+    assert session.loaded is engine  # no reload
+    assert any("draft_num_predict" in w for w in turn.warnings)
+    out.truncate(0), out.seek(0)
+    repl.command("/set parameter")
+    listed = [line for line in out.getvalue().splitlines() if "draft_num_predict" in line]
+    assert listed and listed[0].endswith("(not supported yet)")
+    session.close()
