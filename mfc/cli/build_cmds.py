@@ -7,13 +7,16 @@ manifest digest (the model ID), so scripts can capture it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mfc.modelfile.diagnostics import Diagnostic
+if TYPE_CHECKING:  # the front-end and builder load only when a build runs
+    from mfc.build import BuildEvent
+    from mfc.modelfile.diagnostics import Diagnostic
 
 _LINK = click.Choice(["auto", "copy", "hard"])
 
@@ -43,9 +46,52 @@ def _parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
     return args
 
 
+def _stderr_is_terminal() -> bool:
+    """What rich would decide, without importing rich (≈30 ms) for a piped or quiet build."""
+    import os
+
+    if os.environ.get("FORCE_TERMINAL") or os.environ.get("FORCE_COLOR"):
+        return True
+    if os.environ.get("TTY_COMPATIBLE") == "0":
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _BarEvents:
+    """Build events onto one rich task: a spinner per step, a byte bar while a file is stored.
+
+    Each step gets a fresh task: rich's ``update(total=None)`` keeps the old total,
+    so reusing the task would show the previous file's byte count in later steps.
+    """
+
+    def __init__(self, bar: Any):
+        self.bar = bar
+        self.task = bar.add_task("building…", total=None)
+
+    def __call__(self, event: BuildEvent) -> None:
+        if event.kind == "step":
+            self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(event.message, total=None)
+        elif event.kind == "bytes":
+            self.bar.update(self.task, total=event.total, completed=event.done)
+        else:
+            self.bar.console.print(f"[dim]{event.message}[/dim]", highlight=False)
+
+
 @contextmanager
-def _progress(quiet: bool) -> Iterator[object]:
-    """Rich progress on stderr: the current step, and a byte bar while a file is stored."""
+def _progress(quiet: bool) -> Iterator[Callable[[BuildEvent], None]]:
+    """Rich progress on stderr on a terminal; facts as plain lines otherwise."""
+    if quiet or not _stderr_is_terminal():
+
+        def plain(event: BuildEvent) -> None:
+            if not quiet and event.kind == "info":
+                click.echo(event.message, err=True)
+
+        yield plain
+        return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -56,17 +102,6 @@ def _progress(quiet: bool) -> Iterator[object]:
         TransferSpeedColumn,
     )
 
-    from mfc.build import BuildEvent
-
-    console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-
-        def plain(event: BuildEvent) -> None:
-            if not quiet and event.kind == "info":
-                console.print(event.message, highlight=False, markup=False)
-
-        yield plain
-        return
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -74,18 +109,8 @@ def _progress(quiet: bool) -> Iterator[object]:
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("building…", total=None)
-
-        def show(event: BuildEvent) -> None:
-            if event.kind == "step":
-                bar.update(task, description=event.message, total=None, completed=0)
-            elif event.kind == "bytes":
-                bar.update(task, total=event.total, completed=event.done)
-            else:
-                bar.console.print(f"[dim]{event.message}[/dim]", highlight=False)
-
-        yield show
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        yield _BarEvents(bar)
 
 
 def _run_build(
@@ -132,7 +157,7 @@ def _run_build(
                     quantize=quantize,
                     link=link,  # type: ignore[arg-type]
                     registry_cache=registry_cache,
-                    progress=progress,  # type: ignore[arg-type]
+                    progress=progress,
                 )
             else:
                 result = build_modelfile(
@@ -145,7 +170,7 @@ def _run_build(
                     quantize=quantize,
                     link=link,  # type: ignore[arg-type]
                     registry_cache=registry_cache,
-                    progress=progress,  # type: ignore[arg-type]
+                    progress=progress,
                 )
     except DiagnosticError as exc:
         click.echo(_render(exc.diagnostics), err=True, nl=False)

@@ -273,3 +273,33 @@ def test_one_adapter_twice_keeps_both_scales(workspace: Path, store: Store) -> N
     child = build_modelfile(workspace / "child", "child", store=store)
     assert [a["scale"] for a in child.config["mfc"]["adapters"]] == [1.0, 0.5, 0.25]
     assert len(child.manifest.layers_of(mt.ADAPTER)) == 3
+
+
+def test_progress_bar_starts_each_step_without_the_previous_byte_total() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from mfc.build import BuildEvent
+    from mfc.cli.build_cmds import _BarEvents
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with Progress(console=console, transient=True, auto_refresh=False) as bar:
+        show = _BarEvents(bar)
+        show(BuildEvent("step", "storing big.gguf"))
+        show(BuildEvent("bytes", "storing big.gguf", 512, 1024))
+        assert [(t.description, t.total, t.completed) for t in bar.tasks] == [
+            ("storing big.gguf", 1024, 512)
+        ]
+        show(BuildEvent("step", "writing manifest m:latest"))
+        assert [(t.description, t.total, t.completed) for t in bar.tasks] == [
+            ("writing manifest m:latest", None, 0)
+        ]
+
+
+def test_piped_build_prints_facts_as_plain_lines(workspace: Path, store: Store) -> None:
+    write(workspace / "Modelfile", "FROM ./counter-f32.gguf\n")
+    assert mfc("build", "-t", "m", str(workspace)).exit_code == 0
+    again = mfc("build", "-t", "m", str(workspace))
+    assert again.stderr.splitlines()[0].startswith("counter-f32.gguf: unchanged (sha256:")
