@@ -120,6 +120,11 @@ _local = threading.local()  # .closes: _Closes of the text this thread is lexing
 
 
 class _QuoteBoundedLexer(BasicLexer):
+    def __init__(self, conf, comparator=None) -> None:
+        super().__init__(conf, comparator)
+        if not any(t.name in ("QUOTED", "TRIPLE_QUOTED") for t in self.terminals):
+            self.match = super().match  # type: ignore[method-assign]  # no quotes here: no check
+
     def match(self, text: TextSlice, pos: int):
         src = text.text
         if src[pos] != '"':
