@@ -229,7 +229,7 @@ class Builder:
         if quantize is not None:
             from mfc.build.quantize import normalize_type
 
-            quantize = normalize_type(quantize) or quantize  # unknown: MF212 below
+            quantize = normalize_type(quantize) or quantize.strip().upper()  # MF212 below
         with self.store.building():
             base = self._resolve_from(spec, base_dir, name, _stack)
             model_layers, info = base.layers_of_model(), base.info
@@ -709,18 +709,26 @@ class Builder:
     def _quantize(
         self, base: _Base, qtype_text: str, span: Span
     ) -> tuple[tuple[Descriptor, ...], GGUFInfo]:
-        from mfc.build.quantize import SOURCE_TYPES, QuantizeError, normalize_type, quantize
+        from mfc.build.quantize import (
+            SOURCE_TYPES,
+            QuantizeError,
+            normalize_type,
+            quant_types,
+            quantize,
+            supported_types,
+        )
 
         qtype = normalize_type(qtype_text)
         if qtype is None:
-            from mfc.build.quantize import quant_types
-
-            fail(
-                "MF212",
-                f"--quantize `{qtype_text}`: llama.cpp has no such type",
-                span,
-                hint="use one of " + ", ".join(quant_types()),
-            )
+            wanted, supported = qtype_text.strip().upper(), supported_types()
+            if supported is None or wanted not in supported:  # else newer than gguf-py's list
+                fail(
+                    "MF212",
+                    f"--quantize `{qtype_text}`: llama.cpp has no such type",
+                    span,
+                    hint="use one of " + ", ".join(supported or quant_types()),
+                )
+            qtype = wanted
         models = base.layers_of_model()
         if base.info.file_type == qtype:
             self._info(f"the base is already {qtype}; nothing to quantize")
@@ -748,6 +756,14 @@ class Builder:
                 info = self._blob_info((Descriptor(mt.MODEL, cached, path.stat().st_size),), span)
                 self._info(f"quantized {qtype} model from the cache")
                 return (Descriptor(mt.MODEL, cached, path.stat().st_size),), info
+        supported = supported_types()
+        if supported is not None and qtype not in supported:
+            fail(
+                "MF212",
+                f"--quantize {qtype}: the installed llama.cpp cannot quantize to {qtype}",
+                span,
+                hint="it takes " + ", ".join(supported) + "; or install a llama.cpp that has it",
+            )
         self._step(f"quantizing to {qtype}")
         self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.store.tmp_dir / f"quantize-{uuid.uuid4().hex}.gguf"

@@ -7,10 +7,13 @@ The output is deterministic (same input and type → same bytes), so quantized
 builds stay reproducible.
 
     python -m mfc.build.quantize SRC DST TYPE
+    python -m mfc.build.quantize --probe        (JSON list of the types it takes)
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,22 +26,51 @@ class QuantizeError(Exception):
     pass
 
 
+def _spelling(const: str) -> str:
+    """`LLAMA_FTYPE_MOSTLY_Q4_K_M` or gguf's `MOSTLY_Q4_K_M` → `Q4_K_M`; `ALL_F32` → `F32`."""
+    name = const.removeprefix("LLAMA_FTYPE_")
+    return "F32" if name == "ALL_F32" else name.removeprefix("MOSTLY_")
+
+
 def quant_types() -> tuple[str, ...]:
-    """Every target type llama.cpp's quantizer takes, in Ollama's spelling (Q4_K_M, Q8_0, …)."""
+    """Every file type gguf-py knows, in Ollama's spelling (Q4_K_M, Q8_0, …).
+
+    A static list that needs no llama_cpp import; the installed llama.cpp may
+    take fewer (see ``supported_types``) or a few more.
+    """
     from gguf import LlamaFileType
 
-    names = []
-    for ft in LlamaFileType:
-        if ft.name == "GUESSED":
-            continue
-        names.append("F32" if ft.name == "ALL_F32" else ft.name.removeprefix("MOSTLY_"))
-    return tuple(names)
+    return tuple(_spelling(ft.name) for ft in LlamaFileType if ft.name != "GUESSED")
 
 
 def normalize_type(text: str) -> str | None:
-    """``q4_k_m`` → ``Q4_K_M``; None when llama.cpp has no such type."""
+    """``q4_k_m`` → ``Q4_K_M``; None when gguf-py knows no such type."""
     wanted = text.strip().upper()
     return wanted if wanted in quant_types() else None
+
+
+@functools.cache
+def supported_types() -> tuple[str, ...] | None:
+    """The types the installed llama.cpp really quantizes to; None if it cannot be asked.
+
+    llama-cpp-python may define an ``LLAMA_FTYPE_*`` constant its compiled
+    library rejects ("invalid output file type 39" for NVFP4), so a child
+    process tries each constant on a path that does not exist: the library
+    checks the type before it opens the input. Run only for ``--quantize``.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", "mfc.build.quantize", "--probe"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    try:
+        names = json.loads(proc.stdout)
+    except ValueError:
+        return None
+    return tuple(str(n) for n in names)
 
 
 def quantize(src: Path, dst: Path, qtype: str) -> None:
@@ -70,7 +102,37 @@ def _run(src: str, dst: str, qtype: str) -> int:
     return int(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
 
 
+def _probe() -> list[str]:
+    """Names of the ``LLAMA_FTYPE_*`` types this library does not reject outright."""
+    import ctypes
+
+    import llama_cpp
+
+    messages: list[str] = []
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    def collect(level: int, text: bytes, user: object) -> None:
+        messages.append(text.decode("utf-8", "replace"))
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    missing = b"/nonexistent/mfc-probe.gguf"
+    accepted = []
+    for const in sorted(n for n in dir(llama_cpp) if n.startswith("LLAMA_FTYPE_")):
+        if const == "LLAMA_FTYPE_GUESSED":
+            continue
+        messages.clear()
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, const)
+        llama_cpp.llama_model_quantize(missing, missing, ctypes.byref(params))
+        if "invalid output file type" not in "".join(messages):
+            accepted.append(_spelling(const))
+    return accepted
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--probe"]:
+        print(json.dumps(_probe()))
+        sys.exit(0)
     if len(sys.argv) != 4:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

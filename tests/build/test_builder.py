@@ -483,6 +483,34 @@ def test_quantize(workspace: Path, store: Store) -> None:
     assert "only F32/F16/BF16 models can be quantized" in errors_of(exc)[0][2]
 
 
+def test_quantize_offers_only_the_types_the_installed_llama_cpp_takes(
+    workspace: Path, store: Store
+) -> None:
+    """llama-cpp-python may define a type its library rejects (NVFP4: "invalid output file
+    type 39"); the probe asks the library, and only what it takes is offered."""
+    from mfc.build.quantize import quant_types, supported_types
+
+    supported = supported_types()
+    assert supported is not None and {"Q8_0", "Q4_K_M", "F16"} <= set(supported)
+    spec = make_spec("counter-f32.gguf")
+    with pytest.raises(DiagnosticError) as exc:
+        Builder(store, quantize="Q9_X").build_spec(spec, workspace, "q")
+    assert exc.value.diagnostics[0].hint == "use one of " + ", ".join(supported)
+
+    rejected = [t for t in quant_types() if t not in supported]
+    if not rejected:
+        pytest.skip("this llama.cpp takes every type gguf-py knows")
+    with pytest.raises(DiagnosticError) as exc:
+        Builder(store, quantize=rejected[0].lower()).build_spec(spec, workspace, "q")
+    (diag,) = exc.value.diagnostics
+    assert (diag.code, diag.message) == (
+        "MF212",
+        f"--quantize {rejected[0]}: the installed llama.cpp cannot quantize to {rejected[0]}",
+    )
+    assert rejected[0] not in (diag.hint or "").split(", ")
+    assert store.list_models() == []
+
+
 def test_untagged_build_writes_no_manifest(workspace: Path, store: Store) -> None:
     r = Builder(store).build_spec(make_spec("counter-f32.gguf"), workspace, None)
     assert r.name is None
