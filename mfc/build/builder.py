@@ -19,6 +19,7 @@ new manifest is about to reference.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,10 +58,11 @@ from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError
 from mfc.modelfile.span import Span
 from mfc.modelfile.spec import ModelSpec
 from mfc.store import media_types as mt
-from mfc.store.blobio import Blob
+from mfc.store.blobio import Blob, hash_fd
 from mfc.store.manifest import Descriptor, Manifest, canonical_json
 from mfc.store.names import InvalidNameError, ModelName, parse_name, parse_ref
 from mfc.store.store import (
+    DigestMismatchError,
     LinkMode,
     ModelNotFoundError,
     Store,
@@ -170,6 +172,10 @@ class Builder:
             cwd=cwd,
         )
         self._memo: dict[Path, BuildResult] = {}
+        # --locked: file → digest its Modelfile.lock records, so a drifted file is found by a
+        # hash pass and never copied into the store; digests of such files, not stored
+        self._lock_digests: dict[Path, str] = {}
+        self._unstored: set[str] = set()
 
     # -- events --------------------------------------------------------------
 
@@ -230,27 +236,16 @@ class Builder:
             from mfc.build.quantize import normalize_type
 
             quantize = normalize_type(quantize) or quantize.strip().upper()  # MF212 below
-        with self.store.building():
-            base = self._resolve_from(spec, base_dir, name, _stack)
-            model_layers, info = base.layers_of_model(), base.info
-            if quantize is not None:
-                model_layers, info = self._quantize(base, quantize, spec.base.span)
-            adapters, adapter_inputs = self._adapters(spec, base_dir, info)
-            layers, config = self._assemble(spec, base, model_layers, info, adapters)
-            config_bytes = canonical_json(config)
-            config_blob = self.store.put_bytes(config_bytes)
-            manifest = Manifest(Descriptor(mt.CONFIG, *config_blob), layers)
-            lock = Lock(
-                inputs=(base.locked, *adapter_inputs),
-                build_args=spec.build_args,
-                quantize=quantize,
-                manifest=manifest.digest,
-            )
-            if self.opts.locked:
-                self._check_lock(lock, lock_file, spec)
-            if name is not None:
-                self._step(f"writing manifest {name.display}")
-                self.store.write_manifest(name, manifest)
+        outer_lock_digests = self._lock_digests
+        if self.opts.locked and lock_file is not None:
+            self._lock_digests = _file_digests(_read_lock_quietly(lock_file), base_dir)
+        try:
+            with self.store.building():
+                manifest, config, lock = self._compose(
+                    spec, base_dir, name, lock_file, quantize, _stack
+                )
+        finally:
+            self._lock_digests = outer_lock_digests
         if lock_file is not None and _read_lock_quietly(lock_file) != lock:
             try:
                 write_lock(lock_file, lock)
@@ -274,6 +269,38 @@ class Builder:
             lock_path=lock_file,
             diagnostics=tuple(diags),
         )
+
+    def _compose(
+        self,
+        spec: ModelSpec,
+        base_dir: Path,
+        name: ModelName | None,
+        lock_file: Path | None,
+        quantize: str | None,
+        stack: tuple[Path, ...],
+    ) -> tuple[Manifest, dict[str, Any], Lock]:
+        """Resolve, assemble, check the lock and write the manifest (under ``building()``)."""
+        base = self._resolve_from(spec, base_dir, name, stack)
+        model_layers, info = base.layers_of_model(), base.info
+        # a drifted --locked input was only hashed, not stored: MF210 follows, no quantizing
+        if quantize is not None and not any(d.digest in self._unstored for d in model_layers):
+            model_layers, info = self._quantize(base, quantize, spec.base.span)
+        adapters, adapter_inputs = self._adapters(spec, base_dir, info)
+        layers, config = self._assemble(spec, base, model_layers, info, adapters)
+        config_blob = self.store.put_bytes(canonical_json(config))
+        manifest = Manifest(Descriptor(mt.CONFIG, *config_blob), layers)
+        lock = Lock(
+            inputs=(base.locked, *adapter_inputs),
+            build_args=spec.build_args,
+            quantize=quantize,
+            manifest=manifest.digest,
+        )
+        if self.opts.locked:
+            self._check_lock(lock, lock_file, spec)
+        if name is not None:
+            self._step(f"writing manifest {name.display}")
+            self.store.write_manifest(name, manifest)
+        return manifest, config, lock
 
     # -- FROM ----------------------------------------------------------------
 
@@ -614,19 +641,31 @@ class Builder:
             )
         if check is not None:
             check(info)
+        locked_digest = self._lock_digests.get(path.resolve())
+        if locked_digest is not None and self.opts.link != "hard":
+            # --locked: one hash pass first, so a drifted multi-GB file is never copied
+            self._step(f"checking {path.name} against the lockfile")
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    fresh = hash_fd(f.fileno(), self._bytes_progress(f"checking {path.name}", st))
+            except OSError as exc:
+                fail("MF205", f"{instruction}: cannot read {path}", span, hint=str(exc))
+            if fresh.digest != locked_digest:
+                self._unstored.add(fresh.digest)
+                return fresh, info  # not stored: _check_lock reports the drift (MF210)
         self._step(f"storing {path.name} ({_size_text(st.st_size)})")
         # A blob of this very store (FROM as printed by `mfc show --modelfile`) is only
         # re-hashed: linking it in place costs no copy.
         link = "hard" if path.resolve().parent == self.store.blobs_dir.resolve() else self.opts.link
-        report = self.opts.progress
-        total, what = st.st_size, f"storing {path.name}"
-
-        def read_so_far(done: int) -> None:
-            if report is not None:
-                report(BuildEvent("bytes", what, done, total))
-
         try:
-            blob = self.store.put_file(path, link, progress=read_so_far)
+            blob = self.store.put_file(
+                path,
+                link,
+                expected=locked_digest,
+                progress=self._bytes_progress(f"storing {path.name}", st),
+            )
+        except DigestMismatchError as exc:  # changed between the check and the copy
+            fail("MF210", f"--locked: {instruction} `{path.name}` changed", span, hint=str(exc))
         except StoreError as exc:
             fail("MF205", f"{instruction}: cannot store {path.name}", span, hint=str(exc))
         except OSError as exc:
@@ -639,6 +678,15 @@ class Builder:
             self.cache.record_file(key, blob.digest, blob.size)
         self.cache.record_gguf_info(blob.digest, info)
         return blob, info
+
+    def _bytes_progress(self, what: str, st: os.stat_result) -> Callable[[int], None]:
+        report, total = self.opts.progress, st.st_size
+
+        def read_so_far(done: int) -> None:
+            if report is not None:
+                report(BuildEvent("bytes", what, done, total))
+
+        return read_so_far
 
     # -- ADAPTER -----------------------------------------------------------------
 
@@ -910,6 +958,17 @@ class Builder:
                     for change in changes
                 ]
             )
+
+
+def _file_digests(lock: Lock | None, base_dir: Path) -> dict[Path, str]:
+    """The file inputs a lock records: absolute path → digest (shard 1 for a split set)."""
+    if lock is None:
+        return {}
+    found = {}
+    for item in lock.inputs:
+        if item.kind == "file" and item.path is not None:
+            found[(base_dir / item.path).resolve()] = item.digest
+    return found
 
 
 def _read_lock_quietly(path: Path) -> Lock | None:

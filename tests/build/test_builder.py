@@ -405,6 +405,14 @@ def test_lockfile_and_locked(workspace: Path, store: Store) -> None:
     same = Builder(store, locked=True).build_spec(spec, workspace, "m", lock_file=lock_file)
     assert same.manifest_digest == r.manifest_digest
     assert lock_file.read_bytes() == before
+    log: list[BuildEvent] = []
+    fresh_store = Store(workspace / "fresh-store")  # cold: hashed against the lock, then stored
+    cold = Builder(fresh_store, locked=True, progress=events(log)).build_spec(
+        spec, workspace, "m", lock_file=lock_file
+    )
+    assert cold.manifest_digest == r.manifest_digest
+    assert "checking counter-f32.gguf against the lockfile" in [e.message for e in log]
+    assert fresh_store.verify() == []
 
     # the FROM file changes: --locked refuses, names what drifted, and writes nothing
     original = (workspace / "counter-f32.gguf").read_bytes()
@@ -424,6 +432,9 @@ def test_lockfile_and_locked(workspace: Path, store: Store) -> None:
     assert found[2][2] == "--locked: build arg V: locked `1`, now `2`"
     assert exc.value.diagnostics[0].hint == "rebuild without --locked to update Modelfile.lock"
     assert lock_file.read_bytes() == before
+    # the drifted file was hashed against the lock, never copied into the store
+    assert not store.has_blob("sha256:" + _sha256(workspace / "counter-f32.gguf"))
+    assert list(store.tmp_dir.iterdir()) == []
     with pytest.raises(Exception, match="not found"):
         store.read_manifest("m2")
 
