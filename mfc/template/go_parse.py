@@ -384,7 +384,10 @@ class _Parser:
         pipe = self.pipeline("command", allow_decl=True)
         return ast.Action(pipe, start), None
 
-    def control(self, kind: str, start: int) -> ast.Branch:
+    def control(self, kind: str, start: int, opened: int | None = None) -> ast.Branch:
+        """``{{if}}``/``{{range}}``/``{{with}}`` at ``start``; ``opened`` is where the chain
+        began for an ``{{else if}}`` (a missing shared ``{{end}}`` is reported there)."""
+        opened = start if opened is None else opened
         saved = len(self.vars)
         self.nest(start)
         try:
@@ -397,7 +400,7 @@ class _Parser:
                         f"`range` nests more than {MAX_RANGE_DEPTH} levels deep", start
                     )
             try:
-                body, stop = self.item_list(kind, start)
+                body, stop = self.item_list(kind, opened)
             finally:
                 if kind == "range":
                     self.range_depth -= 1
@@ -409,7 +412,7 @@ class _Parser:
                 if kind in ("if", "with") and nxt.kind == "keyword" and nxt.value == kind:
                     # `{{else if x}}` is `{{else}}{{if x}}…{{end}}{{end}}` with one shared end.
                     self.next_non_space()
-                    chained = self.control(kind, stop.pos)
+                    chained = self.control(kind, stop.pos, opened)
                     chained = ast.Branch(
                         chained.kind,
                         chained.pipe,
@@ -424,7 +427,7 @@ class _Parser:
                         kind, pipe, body, (chained,), start, False, else_pos, chained.end_pos
                     )
                 self.expect_rdelim("else")
-                orelse, stop = self.item_list(kind, start)
+                orelse, stop = self.item_list(kind, opened)
                 if stop.value != "end":
                     raise self.error("expected end; found {{else}}", stop.pos)
             self.expect_rdelim("end")

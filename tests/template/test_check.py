@@ -29,6 +29,8 @@ GO_ERRORS = [
     ("missing-end", "{{ if .X }}\nyes", "missing {{end}} for this {{if}}", 1, 1),
     ("missing-end-inner", "{{ range .M }}\n  {{- if .X }}a\n{{ end }}", "for this {{range}}", 1, 1),
     ("missing-end-nested", "a{{ if .X }}{{ with .Y }}b{{ end }}", "for this {{if}}", 1, 2),
+    ("missing-end-else-if", "{{ if .X }}a\n{{ else if .Y }}b", "for this {{if}}", 1, 1),
+    ("missing-end-else", "x{{ with .X }}a{{ else }}b", "for this {{with}}", 1, 2),
     ("stray-end", "a\n{{ end }}", "unexpected `{{end}}`", 2, 4),
     ("stray-else", "{{ else }}", "unexpected `{{else}}`", 1, 4),
     ("unclosed-action", "x {{ .Prompt", "unclosed action", 1, 3),
