@@ -352,7 +352,9 @@ class Builder:
         elif name is None:  # `FROM @sha256:<hex>`: any local model with that manifest
             for entry in self.store.list_models():
                 if entry.digest == digest:
-                    locked = LockedInput("FROM", ref, "model", digest, name=str(entry.name))
+                    # no name: which local names share the digest differs between machines,
+                    # and the lock must not (the digest alone says what was built on)
+                    locked = LockedInput("FROM", ref, "model", digest)
                     return self._model_base(entry.manifest, locked, span)
             searched.append(f"the store {self.store.root}: no model has digest {digest}")
         else:
@@ -425,9 +427,10 @@ class Builder:
         try:
             with OciLayout(cache_dir) as layout:
                 if name is None:  # by digest alone
-                    entry = next((e for e in layout.entries() if e.manifest.digest == digest), None)
-                    if entry is None:
+                    matches = [e for e in layout.entries() if e.manifest.digest == digest]
+                    if not matches:
                         return "missing"
+                    entry = min(matches, key=lambda e: e.name.key)  # the same on every machine
                     name, manifest = entry.name, entry.manifest
                 else:
                     found = layout.find(name)

@@ -138,7 +138,7 @@ def drift(locked: Lock, fresh: Lock) -> list[Drift]:
                 message = f"input {i + 1}: was `{old.describe()}`, now `{new.describe()}`"
             elif old.digest != new.digest:
                 message = f"{new.describe()}: locked {old.digest}, now resolves to {new.digest}"
-            elif old.kind != new.kind:
+            elif old.kind != new.kind and not _same_pinned_image(old, new):
                 message = f"{new.describe()}: locked as a {old.kind}, now a {new.kind}"
             elif old.scale != new.scale:
                 message = f"{new.describe()}: scale locked {old.scale}, now {new.scale}"
@@ -157,3 +157,10 @@ def drift(locked: Lock, fresh: Lock) -> list[Drift]:
 
 def _show(value: str | None) -> str:
     return "unset" if value is None else f"`{value}`"
+
+
+def _same_pinned_image(old: LockedInput, new: LockedInput) -> bool:
+    """``FROM [name]@sha256:…`` found in the store on one machine and in the registry cache
+    on another is the same image: the digest pins it, where it came from does not matter."""
+    kinds = {"model", "registry_cache"}
+    return "@sha256:" in new.ref and {old.kind, new.kind} <= kinds and old.digest == new.digest
