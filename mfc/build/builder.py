@@ -532,11 +532,13 @@ class Builder:
                 try:
                     info = inspect(self.store.blob_path(d.digest))
                 except GGUFFormatError as exc:
+                    what, label = _gguf_problem(exc)
                     fail(
                         "MF201",
-                        f"the base model's blob {d.digest} is not GGUF",
+                        f"the base model's blob {d.digest} {what}",
                         span,
-                        hint=exc.reason,
+                        label=label,
+                        hint=f"{exc.reason}; run `mfc verify`",
                     )
                 self.cache.record_gguf_info(d.digest, info)
             infos.append(info)
@@ -635,11 +637,12 @@ class Builder:
         try:
             info = inspect(path)
         except GGUFFormatError as exc:
+            what, label = _gguf_problem(exc)
             fail(
                 "MF201",
-                f"{instruction} `{path.name}` is not a usable GGUF file",
+                f"{instruction} `{path.name}` {what}",
                 span,
-                label="not GGUF",
+                label=label,
                 hint=f"{path}: {exc.reason}",
             )
         if check is not None:
@@ -972,6 +975,16 @@ def _file_digests(lock: Lock | None, base_dir: Path) -> dict[Path, str]:
         if item.kind == "file" and item.path is not None:
             found[(base_dir / item.path).resolve()] = item.digest
     return found
+
+
+def _gguf_problem(exc: GGUFFormatError) -> tuple[str, str]:
+    """(what is wrong, span label): a file with the GGUF magic that is cut short is
+    "truncated" (the reason says where), not "not GGUF" — a partial download, not a wrong file."""
+    if "the file is truncated" in exc.reason:
+        return "is a truncated GGUF file", "truncated"
+    if "damaged or truncated" in exc.reason:
+        return "has a damaged or truncated GGUF header", "damaged header"
+    return "is not a usable GGUF file", "not GGUF"
 
 
 def _read_lock_quietly(path: Path) -> Lock | None:

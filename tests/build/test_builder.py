@@ -175,7 +175,7 @@ def test_adapter_errors_are_located(workspace: Path, store: Store) -> None:
             "ADAPTER `lora-other-arch.gguf` does not fit the base model: the adapter is for "
             "architecture `qwen2` but the base model is `llama`",
         ),
-        ("MF201", 4, "ADAPTER `truncated.gguf` is not a usable GGUF file"),
+        ("MF201", 4, "ADAPTER `truncated.gguf` is a truncated GGUF file"),
         ("MF201", 5, "ADAPTER `not-gguf.gguf` is not a usable GGUF file"),
         ("MF205", 6, "ADAPTER `missing.gguf`: no such file"),
         (
@@ -187,6 +187,8 @@ def test_adapter_errors_are_located(workspace: Path, store: Store) -> None:
     ]
     hints = [d.hint for d in exc.value.diagnostics]
     assert "the file is truncated" in hints[1]
+    labels = [d.label for d in exc.value.diagnostics]
+    assert (labels[1], labels[2]) == ("truncated", "not GGUF")
     assert "not a GGUF file" in hints[2]
     # nothing was named, and the rejected files never entered the store
     assert store.list_models() == []
@@ -198,7 +200,7 @@ def test_adapter_errors_are_located(workspace: Path, store: Store) -> None:
     ("base", "code", "message"),
     [
         ("not-gguf.gguf", "MF201", "FROM `not-gguf.gguf` is not a usable GGUF file"),
-        ("truncated.gguf", "MF201", "FROM `truncated.gguf` is not a usable GGUF file"),
+        ("truncated.gguf", "MF201", "FROM `truncated.gguf` is a truncated GGUF file"),
         ("lora-shift.gguf", "MF208", "FROM `lora-shift.gguf` is a LoRA adapter, not a model"),
         ("./nope.gguf", "MF205", "FROM `./nope.gguf`: no such file or directory"),
         ("../Modelfile", "MF205", "FROM `../Modelfile`: no such file or directory"),
