@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
+import itertools
 import json
 import os
 import signal
@@ -26,7 +29,7 @@ from mfc.store import (
     read_config,
 )
 from mfc.store import media_types as mt
-from mfc.store.blobio import CHUNK
+from mfc.store.blobio import BUFFERS, CHUNK, copy_hashing
 
 from .conftest import stage
 
@@ -117,9 +120,9 @@ def test_put_file_expected_digest_mismatch_leaves_nothing(store: Store, tmp_path
 
 
 def test_streams_with_uneven_reads_are_copied_exactly(store: Store) -> None:
-    """Aligned chunks go O_DIRECT; a short read switches to buffered writes mid-file."""
+    """Short reads are topped up to whole (aligned, O_DIRECT) chunks; only the tail is short."""
     data = hashlib.shake_256(b"uneven").digest(3 * CHUNK + 777)
-    sizes = iter([CHUNK, 4096, 1000, CHUNK, CHUNK, 10**9])
+    sizes = itertools.chain([CHUNK, 4096, 1000, 3, CHUNK, CHUNK], itertools.repeat(10**9))
     pos = 0
 
     class Uneven:
@@ -133,6 +136,22 @@ def test_streams_with_uneven_reads_are_copied_exactly(store: Store) -> None:
     blob = store.put_stream(Uneven())  # type: ignore[arg-type]
     assert blob == (_sha(data), len(data))
     assert store.blob_path(blob.digest).read_bytes() == data
+
+
+def test_a_failing_write_stops_the_copy_and_is_raised(tmp_path: Path) -> None:
+    """A writer thread's error reaches the caller, and the pipeline does not hang on
+    buffers the failed writes would never have handed back (more chunks than buffers)."""
+    data = io.BytesIO(hashlib.shake_256(b"fail").digest(3 * BUFFERS * CHUNK // 2))
+    target = tmp_path / "read-only"
+    target.write_bytes(b"")
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as exc:
+            copy_hashing(data.readinto, fd, direct=False)
+    finally:
+        os.close(fd)
+    assert exc.value.errno == errno.EBADF
+    assert data.tell() < len(data.getvalue())  # stopped early
 
 
 def test_a_failing_stream_leaves_no_blob_and_no_temp(store: Store) -> None:
