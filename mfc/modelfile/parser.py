@@ -248,6 +248,14 @@ def _unknown_word_hint(word: str) -> str:
     return hint
 
 
+def _invisible_in_word_hint(word: str) -> str | None:
+    """`PARAMETER ␣temperature` with an NBSP: say which character to delete."""
+    odd = next((ch for ch in word if not chars.is_printable(ch)), None)
+    if odd is None:
+        return None
+    return f"delete the invisible {chars.describe(odd)} in `{chars.escape(word)}`"
+
+
 def keyword_hint(word: str) -> str | None:
     """'did you mean' for a mistyped instruction keyword (shared with docs/tests)."""
     match = difflib.get_close_matches(word.upper(), KEYWORDS, n=1, cutoff=0.6)
@@ -501,9 +509,10 @@ class _Lower(Transformer):
 
             if fixed in PARAMETERS:
                 hint += f"; did you mean `{fixed}`?"
+            hint = _invisible_in_word_hint(bad) or hint
         return codes.INVALID_PARAMETER_NAME(
             self._span(start, start + word.end()),
-            f"invalid parameter name `{bad}`",
+            f"invalid parameter name `{chars.escape(bad)}`",
             hint=hint,
             label="not a parameter name",
         )
@@ -532,9 +541,10 @@ class _Lower(Transformer):
                 hint = f"the role is one of {roles}"
                 if bad.rstrip(":").lower() in ROLES:
                     hint = f"write `MESSAGE {bad.rstrip(':').lower()} …` (no `:` after the role)"
+                hint = _invisible_in_word_hint(bad) or hint
                 diag = codes.INVALID_ROLE(
                     self._span(start, start + len(bad)),
-                    f"invalid message role `{bad}`",
+                    f"invalid message role `{chars.escape(bad)}`",
                     hint=hint,
                     label="not a role",
                 )

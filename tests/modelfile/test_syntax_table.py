@@ -421,3 +421,33 @@ def test_invisible_terminal_is_gos_unprintable_set() -> None:
             continue
         unprintable = category in ("Cc", "Cf", "Co", "Cs", "Zs", "Zl", "Zp")
         assert bool(char_class.match(ch)) == unprintable, f"U+{code:04X} {category}"
+
+
+@pytest.mark.parametrize(
+    "text,code,message,hint",
+    [
+        (
+            "PARAMETER \u00a0top_k 1\n",
+            "MF004",
+            "invalid parameter name `\\u00a0top_k`",
+            "delete the invisible U+00A0 NO-BREAK SPACE in `\\u00a0top_k`",
+        ),
+        (
+            "MESSAGE \u200buser hi\n",
+            "MF005",
+            "invalid message role `\\u200buser`",
+            "delete the invisible U+200B ZERO WIDTH SPACE in `\\u200buser`",
+        ),
+        (
+            "\u2060FORM x\n",
+            "MF001",
+            "line starts with invisible U+2060 WORD JOINER",
+            "delete it; then did you mean `FROM`?",
+        ),
+    ],
+)
+def test_invisible_characters_are_escaped_and_named(
+    text: str, code: str, message: str, hint: str
+) -> None:
+    (diag,) = parse_text(text).diagnostics
+    assert (diag.code, diag.message, diag.hint) == (code, message, hint)
