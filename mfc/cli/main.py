@@ -10,8 +10,6 @@ import importlib
 
 import click
 
-from mfc import __version__
-
 # name -> ("module", "attribute", "one-line help"); the help is here so that
 # `mfc --help` does not import every command module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -61,7 +59,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="mfc")
+@click.version_option(package_name="mfc", prog_name="mfc")  # resolved only when asked
 def cli() -> None:
     """mfc — the Modelfile compiler.
 
