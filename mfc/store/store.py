@@ -261,7 +261,7 @@ class Store:
         """Add a file in one pass over its bytes.
 
         ``auto``: reflink (FICLONE) when the filesystem can, then hash the
-        source once; else copy while hashing (hash and write overlap in two threads).
+        source once; else copy while hashing (read, hash and write overlap in threads).
         ``copy``: always copy. ``hard``: hard-link the file into the store
         (same filesystem only; the store then shares the inode, so editing the
         original later corrupts the blob — `mfc verify` detects it).
