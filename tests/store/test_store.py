@@ -431,3 +431,22 @@ def test_killed_writer_leaves_no_blob_and_the_next_write_works(store: Store) -> 
     assert stale.digest is None
     assert _leftovers(store) == []
     assert store.put_bytes(b"chunk!") == (_sha(b"chunk!"), 6)
+
+
+def test_adapter_scales_pair_by_position() -> None:
+    """One adapter twice (two layers, one digest) keeps both scales, in order; a layer the
+    config does not mention gets 1.0; a config entry with no layer is ignored."""
+    from mfc.store import Descriptor, adapter_scales
+
+    x, y = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    config_layer = Descriptor(mt.CONFIG, "sha256:" + "c" * 64, 2)
+    layers = tuple(Descriptor(mt.ADAPTER, d, 1) for d in (x, y, x, x))
+    manifest = Manifest(config_layer, layers)
+    recorded = [
+        {"digest": x, "scale": 0.5},
+        {"digest": y, "scale": 2},
+        {"digest": x, "scale": 0.25},
+    ]
+    config = {"mfc": {"adapters": [*recorded, {"digest": y, "scale": 9.0}]}}
+    assert adapter_scales(config, manifest) == [(x, 0.5), (y, 2.0), (x, 0.25), (x, 1.0)]
+    assert adapter_scales({}, manifest) == [(x, 1.0), (y, 1.0), (x, 1.0), (x, 1.0)]
