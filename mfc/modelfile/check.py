@@ -510,16 +510,27 @@ class _Checker:
         # start-up that Modelfiles without TEMPLATE (and `mfc parse`) need not pay.
         from mfc.template import check_template
 
-        problem = check_template(value)
+        problem = check_template(value, warnings=True)
         if problem is None:
             return
         starts = line_starts(value)
         line = max(1, min(problem.line, len(starts)))
         offset = min(starts[line - 1] + max(problem.column - 1, 0), len(value))
         end = min(offset + 1, len(value)) if value else offset
+        span = self.span_in_value(inst, offset, max(end, offset))
+        if getattr(problem, "severity", "error") == "warning":
+            # It renders some conversations but refuses others (e.g. a system message).
+            self.add(
+                codes.TEMPLATE_RAISES(
+                    span,
+                    f"template fails for some conversations: {problem.message}",
+                    hint="avoid that conversation shape (e.g. no SYSTEM) or adapt the template",
+                )
+            )
+            return
         self.add(
             codes.INVALID_TEMPLATE(
-                self.span_in_value(inst, offset, max(end, offset)),
+                span,
                 f"template error: {problem.message}",
                 hint=_TEMPLATE_HINT.get(getattr(problem, "syntax", ""), _TEMPLATE_HINT[""]),
             )

@@ -88,6 +88,9 @@ EMPTY_VALUE = register("MF116", "empty-value", E, "FROM/ADAPTER/DRAFT with an em
 INVALID_DIGEST = register("MF117", "invalid-digest", E, "FROM name@digest with a bad digest")
 EMPTY_STOP = register("MF118", "empty-stop", W, "empty stop sequence")
 DRAFT_SAME_AS_FROM = register("MF119", "draft-same-as-from", E, "DRAFT is the FROM model's path")
+TEMPLATE_RAISES = register(
+    "MF120", "template-raises", W, "TEMPLATE fails for some conversation shapes"
+)
 
 # --- MF2xx: resolve/build (owned by mfc.build) -------------------------------------------------
 NOT_GGUF = register("MF201", "not-gguf", E, "input is not a readable GGUF (or truncated)")

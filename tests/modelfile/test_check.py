@@ -38,6 +38,15 @@ CASES = {
     "adapter-flag-only": ("FROM x\nADAPTER --scale=0.5\n", ["MF116"]),
     "bad-digest": ("FROM x@sha256:00\n", ["MF117"]),
     "empty-stop": ('FROM x\nPARAMETER stop ""\n', ["MF118"]),
+    "template-raises-on-system": (
+        'FROM x\nTEMPLATE """{% for m in messages %}{% if m.role == "system" %}'
+        '{{ raise_exception(\'no system\') }}{% endif %}{{ m.content }}{% endfor %}"""\n',
+        ["MF120"],
+    ),
+    "template-sandbox-escape": (
+        "FROM x\nTEMPLATE {{ messages.__class__.__mro__ }}\n",
+        ["MF109"],
+    ),
     "draft-same-path": ("FROM ./m.gguf\nDRAFT m.gguf\n", ["MF119"]),
     # look-alike keywords are syntax errors, never an instruction the checker drops
     "dotted-i-license": ("FROM x\nL\u0130CENSE MIT\n", ["MF001"]),
