@@ -164,18 +164,7 @@ class _Translator:
         self.emit(f"{{% if go_truth({value}) %}}")
         self.nodes(node.body, inner_dot)
         if node.orelse is not None:  # a variable declared in the condition is visible here too
-            self.at(node.else_pos)
-            chained = node.orelse[0] if len(node.orelse) == 1 else None
-            if (
-                isinstance(chained, ast.Branch)
-                and chained.chained
-                and chained.kind == "if"
-                and not chained.pipe.decl
-            ):
-                self.elif_chain(chained, dot)
-            else:
-                self.emit("{% else %}")
-                self.nodes(node.orelse, dot)
+            self.orelse(node, dot)
         self.scopes.pop()
         self.at(node.end_pos)
         self.emit("{% endif %}")
@@ -187,18 +176,23 @@ class _Translator:
         self.nodes(node.body, dot)
         self.scopes.pop()
         if node.orelse is not None:
-            self.at(node.else_pos)
-            chained = node.orelse[0] if len(node.orelse) == 1 else None
-            if (
-                isinstance(chained, ast.Branch)
-                and chained.chained
-                and chained.kind == "if"
-                and not chained.pipe.decl
-            ):
-                self.elif_chain(chained, dot)
-            else:
-                self.emit("{% else %}")
-                self.nodes(node.orelse, dot)
+            self.orelse(node, dot)
+
+    def orelse(self, node: ast.Branch, dot: str) -> None:
+        """The ``else`` part: ``{{ else if x }}`` (no declaration) continues as ``elif``."""
+        assert node.orelse is not None
+        self.at(node.else_pos)
+        chained = node.orelse[0] if len(node.orelse) == 1 else None
+        if (
+            isinstance(chained, ast.Branch)
+            and chained.chained
+            and chained.kind == "if"
+            and not chained.pipe.decl
+        ):
+            self.elif_chain(chained, dot)
+        else:
+            self.emit("{% else %}")
+            self.nodes(node.orelse, dot)
 
     def bind(self, pipe: ast.Pipe, index: int, loop_var: str) -> None:
         name = pipe.decl[index]
