@@ -34,7 +34,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,14 +223,12 @@ class Store:
             if self._blob_ok(blob):
                 return blob
             self._prepare_dirs()
-            fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
-            try:
+
+            def fill(fd: int) -> Blob:
                 write_all(fd, data)
-                self._finish_tmp(fd, tmp, blob)
-            finally:
-                _close_quietly(fd)
-                _unlink_quietly(tmp)
-        return blob
+                return blob
+
+            return self._put_via_temp(fill)
 
     def put_stream(
         self, src: IO[bytes], expected: str | None = None, progress: Progress | None = None
@@ -241,15 +239,7 @@ class Store:
         """
         with self.building():
             self._prepare_dirs()
-            fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
-            try:
-                blob = copy_hashing(src.readinto, fd, progress)
-                self._check_expected(blob, expected)
-                self._finish_tmp(fd, tmp, blob)
-            finally:
-                _close_quietly(fd)
-                _unlink_quietly(tmp)
-        return blob
+            return self._put_via_temp(lambda fd: copy_hashing(src.readinto, fd, progress), expected)
 
     def put_file(
         self,
@@ -275,19 +265,14 @@ class Store:
             if link == "hard":
                 return self._put_hardlink(src_path, expected, progress)
             with open(src_path, "rb", buffering=0) as src:
-                fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
-                try:
+
+                def fill(fd: int) -> Blob:
                     if link == "auto" and reflink(src.fileno(), fd):
                         # The source's pages are likely cached, the clone's never are.
-                        blob = hash_fd(src.fileno(), progress)
-                    else:
-                        blob = copy_hashing(src.readinto, fd, progress)
-                    self._check_expected(blob, expected)
-                    self._finish_tmp(fd, tmp, blob)
-                finally:
-                    _close_quietly(fd)
-                    _unlink_quietly(tmp)
-        return blob
+                        return hash_fd(src.fileno(), progress)
+                    return copy_hashing(src.readinto, fd, progress)
+
+                return self._put_via_temp(fill, expected)
 
     def _put_hardlink(
         self, src_path: Path, expected: str | None, progress: Progress | None
@@ -332,13 +317,26 @@ class Store:
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
-    def _finish_tmp(self, fd: int, tmp: str, blob: Blob) -> None:
-        if self._blob_ok(blob):
-            return  # already stored (maybe by another process); the caller drops the temp
-        os.fchmod(fd, 0o644)
-        os.fsync(fd)
-        os.replace(tmp, self.blob_path(blob.digest))
-        fsync_dir(self.blobs_dir)
+    def _put_via_temp(self, fill: Callable[[int], Blob], expected: str | None = None) -> Blob:
+        """Write a blob through a temp file in tmp_dir: ``fill(fd)`` writes it and returns its Blob.
+
+        The temp file is checked against ``expected``, fsynced and renamed into
+        place — or dropped if the blob is already stored (maybe by another
+        process) or anything fails, so no partial blob is ever visible.
+        """
+        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
+        try:
+            blob = fill(fd)
+            self._check_expected(blob, expected)
+            if not self._blob_ok(blob):
+                os.fchmod(fd, 0o644)
+                os.fsync(fd)
+                os.replace(tmp, self.blob_path(blob.digest))
+                fsync_dir(self.blobs_dir)
+        finally:
+            _close_quietly(fd)
+            _unlink_quietly(tmp)
+        return blob
 
     # -- manifests -----------------------------------------------------------
 
