@@ -32,37 +32,29 @@ import gguf
 import numpy as np
 
 from mfc.testing import counter
+from mfc.testing.fixtures import add_counter_tokenizer, add_llama_hparams, write_gguf
 
 
 def write_model(path: Path, *, n_embd: int, n_layer: int, n_ff: int, n_head: int) -> None:
     """A random-weight llama model using the counter fixture's vocabulary."""
     rng = np.random.default_rng(1234)
-    v = counter.vocab()
-    n_vocab = len(v.tokens)
+    n_vocab = len(counter.vocab().tokens)
     w = gguf.GGUFWriter(path=None, arch="llama")
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name("mfc-bench-random")
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    w.add_vocab_size(n_vocab)
-    w.add_context_length(2048)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(n_layer)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head)
-    w.add_rope_dimension_count(n_embd // n_head)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(list(v.tokens))
-    w.add_token_scores(list(v.scores))
-    w.add_token_types(list(v.types))
-    w.add_unk_token_id(counter.UNK)
-    w.add_bos_token_id(counter.BOS)
-    w.add_eos_token_id(counter.EOS)
-    w.add_add_bos_token(True)
+    add_llama_hparams(
+        w,
+        n_vocab=n_vocab,
+        context_length=2048,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_ff=n_ff,
+        n_head=n_head,
+        rms_eps=1e-5,
+    )
+    add_counter_tokenizer(w)
     w.add_add_space_prefix(False)
 
     def mat(rows: int, cols: int) -> np.ndarray:
@@ -81,10 +73,7 @@ def write_model(path: Path, *, n_embd: int, n_layer: int, n_ff: int, n_head: int
     out = mat(n_vocab, n_embd)
     out[: counter.EOS + 1] = 0  # control tokens score 0: never the greedy pick
     w.add_tensor("output.weight", out)
-    w.write_header_to_file(path)
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_gguf(w, path)
 
 
 PROMPT = "The quick brown fox jumps over the lazy dog. "

@@ -22,7 +22,15 @@ import numpy as np
 from mfc.testing import counter
 from mfc.testing.counter import expected_continuation
 
-__all__ = ["NAMES", "expected_continuation", "generate", "main"]
+__all__ = [
+    "NAMES",
+    "add_counter_tokenizer",
+    "add_llama_hparams",
+    "expected_continuation",
+    "generate",
+    "main",
+    "write_gguf",
+]
 
 NAMES: tuple[str, ...] = (
     "counter-f32.gguf",
@@ -59,7 +67,46 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _write_gguf(writer: gguf.GGUFWriter, path: Path) -> None:
+def add_llama_hparams(
+    w: gguf.GGUFWriter,
+    *,
+    n_vocab: int,
+    context_length: int,
+    n_embd: int,
+    n_layer: int,
+    n_ff: int,
+    n_head: int,
+    rms_eps: float,
+) -> None:
+    """The llama hyperparameter keys (no GQA: as many KV heads as heads; RoPE base 10000)."""
+    w.add_vocab_size(n_vocab)
+    w.add_context_length(context_length)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(rms_eps)
+
+
+def add_counter_tokenizer(w: gguf.GGUFWriter) -> None:
+    """The counter model's SentencePiece-style vocabulary and special tokens (BOS added)."""
+    v = counter.vocab()
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(list(v.tokens))
+    w.add_token_scores(list(v.scores))
+    w.add_token_types(list(v.types))
+    w.add_unk_token_id(counter.UNK)
+    w.add_bos_token_id(counter.BOS)
+    w.add_eos_token_id(counter.EOS)
+    w.add_add_bos_token(True)
+
+
+def write_gguf(writer: gguf.GGUFWriter, path: Path) -> None:
+    """Write everything added to ``writer`` to ``path`` and close it."""
     writer.write_header_to_file(path)
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -78,7 +125,6 @@ def _add_tensor(writer: gguf.GGUFWriter, name: str, data: np.ndarray, qtype: _QT
 
 
 def _counter(path: Path, qtype: _QT) -> None:
-    v = counter.vocab()
     w = gguf.GGUFWriter(path=None, arch="llama")
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(f"counter-{qtype.name.lower()}")
@@ -86,25 +132,17 @@ def _counter(path: Path, qtype: _QT) -> None:
     w.add_license("MIT")
     w.add_file_type(_FILE_TYPE[qtype])
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    w.add_vocab_size(len(v.tokens))
-    w.add_context_length(counter.CONTEXT_LENGTH)
-    w.add_embedding_length(counter.N_EMBD)
-    w.add_block_count(counter.N_LAYER)
-    w.add_feed_forward_length(counter.N_FF)
-    w.add_head_count(counter.N_HEAD)
-    w.add_head_count_kv(counter.N_HEAD)
-    w.add_rope_dimension_count(counter.N_EMBD // counter.N_HEAD)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(counter.RMS_EPS)
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(list(v.tokens))
-    w.add_token_scores(list(v.scores))
-    w.add_token_types(list(v.types))
-    w.add_unk_token_id(counter.UNK)
-    w.add_bos_token_id(counter.BOS)
-    w.add_eos_token_id(counter.EOS)
-    w.add_add_bos_token(True)
+    add_llama_hparams(
+        w,
+        n_vocab=len(counter.vocab().tokens),
+        context_length=counter.CONTEXT_LENGTH,
+        n_embd=counter.N_EMBD,
+        n_layer=counter.N_LAYER,
+        n_ff=counter.N_FF,
+        n_head=counter.N_HEAD,
+        rms_eps=counter.RMS_EPS,
+    )
+    add_counter_tokenizer(w)
     w.add_add_eos_token(False)
     w.add_add_space_prefix(False)
     w.add_chat_template(counter.CHAT_TEMPLATE)
@@ -122,7 +160,7 @@ def _counter(path: Path, qtype: _QT) -> None:
         _add_tensor(w, f"blk.{i}.ffn_down.weight", np.zeros((d, ff)), qtype)
     _add_tensor(w, "output_norm.weight", np.ones(d), qtype)
     _add_tensor(w, "output.weight", counter.output_weight(), qtype)
-    _write_gguf(w, path)
+    write_gguf(w, path)
 
 
 def _lora(path: Path, name: str, arch: str, tensors: dict[str, np.ndarray], alpha: float) -> None:
@@ -133,7 +171,7 @@ def _lora(path: Path, name: str, arch: str, tensors: dict[str, np.ndarray], alph
     w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
     for tensor_name, data in tensors.items():
         w.add_tensor(tensor_name, data.astype(np.float32))
-    _write_gguf(w, path)
+    write_gguf(w, path)
 
 
 def _counter_lora(fixture: str) -> Callable[[Path], None]:
