@@ -468,14 +468,18 @@ class _Lower(Transformer):
         )
         return (diag,)
 
+    def _needs_value(self, kw: Token, keyword: str) -> _Lowered:
+        """``keyword`` with nothing after it: MISSING_VALUE with an example."""
+        what, example = _NEEDS[keyword]
+        diag = codes.MISSING_VALUE(
+            self._tok_span(kw), f"`{keyword}` needs {what}", hint=f"e.g. `{example}`"
+        )
+        return _Lowered(None, (diag,))
+
     def parameter(self, children: list[Token]) -> _Lowered:
         kw = children[0]
         if len(children) == 1:
-            what, example = _NEEDS["PARAMETER"]
-            diag = codes.MISSING_VALUE(
-                self._tok_span(kw), f"`PARAMETER` needs {what}", hint=f"e.g. `{example}`"
-            )
-            return _Lowered(None, (diag,))
+            return self._needs_value(kw, "PARAMETER")
         second = children[1]
         if second.type == "BAD_PARAM":
             return _Lowered(None, (self._bad_param(second),))
@@ -520,11 +524,7 @@ class _Lower(Transformer):
     def message(self, children: list[Token]) -> _Lowered:
         kw = children[0]
         if len(children) == 1:
-            what, example = _NEEDS["MESSAGE"]
-            diag = codes.MISSING_VALUE(
-                self._tok_span(kw), f"`MESSAGE` needs {what}", hint=f"e.g. `{example}`"
-            )
-            return _Lowered(None, (diag,))
+            return self._needs_value(kw, "MESSAGE")
         second = children[1]
         roles = _ROLES_TEXT
         if second.type == "BAD_ROLE":
