@@ -311,10 +311,7 @@ class Builder:
         self._step(f"resolving FROM {ref}")
         path = expand(ref, base_dir)
         if path.is_dir():
-            first, found = pick_gguf(path)
-            if first is None:
-                _ambiguous(path, found, span, "FROM")
-            return self._file_base(ref, first, base_dir, span)
+            return self._file_base(ref, _gguf_in_dir(path, span, "FROM"), base_dir, span)
         if path.is_file():
             if is_modelfile_path(path):
                 return self._modelfile_base(ref, path, base_dir, span, stack)
@@ -720,10 +717,7 @@ class Builder:
         self._step(f"resolving ADAPTER {ref}")
         path = expand(ref, base_dir)
         if path.is_dir():
-            first, found = pick_gguf(path)
-            if first is None:
-                _ambiguous(path, found, span, "ADAPTER")
-            path = first
+            path = _gguf_in_dir(path, span, "ADAPTER")
         elif not path.exists():
             fail(
                 "MF205",
@@ -994,7 +988,11 @@ def _read_lock_quietly(path: Path) -> Lock | None:
         return None
 
 
-def _ambiguous(path: Path, found: list[Path], span: Span, instruction: str) -> None:
+def _gguf_in_dir(path: Path, span: Span, instruction: str) -> Path:
+    """The model file a directory named by FROM/ADAPTER stands for; MF206 when none or several."""
+    first, found = pick_gguf(path)
+    if first is not None:
+        return first
     if not found:
         fail(
             "MF206",
