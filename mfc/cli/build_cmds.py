@@ -134,6 +134,9 @@ def _run_build(
         modelfile = modelfile / "Modelfile"
     if not from_stdin and not modelfile.is_file():
         click.echo(f"error: no Modelfile at {modelfile}", err=True)
+        click.echo(
+            "help: name the file with `-f FILE`, or give the directory that holds it", err=True
+        )
         sys.exit(1)
     if from_stdin and locked:
         click.echo(
