@@ -14,9 +14,6 @@ from mfc.modelfile.codes import REGISTRY
 from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError, Severity
 from mfc.modelfile.span import Span
 
-BUILD_CODES: tuple[str, ...] = tuple(f"MF2{n:02d}" for n in range(1, 19))
-"""The codes this package raises; registered (slug, summary) in ``mfc.modelfile.codes``."""
-
 
 def error(
     code: str,

@@ -41,9 +41,6 @@ LAYER_ORDER: tuple[str, ...] = (
     LICENSE,
 )
 
-# Layers whose content is text (shown by `mfc show`, inlined by `--modelfile`).
-TEXT_LAYERS: frozenset[str] = frozenset({TEMPLATE, SYSTEM, LICENSE})
-
 
 def layer_rank(media_type: str) -> int:
     """Sort key putting layers in LAYER_ORDER; unknown types (e.g. ones a newer
