@@ -513,7 +513,12 @@ class Builder:
             )
         models = manifest.layers_of(mt.MODEL)
         if not models:
-            fail("MF216", f"{what}: the model image has no model layer", span)
+            fail(
+                "MF216",
+                f"{what}: the model image has no model layer",
+                span,
+                hint="rebuild that model from a Modelfile whose FROM names a GGUF file",
+            )
         try:
             config = read_config(self.store, manifest)
         except StoreError as exc:
@@ -924,7 +929,12 @@ class Builder:
     def _check_lock(self, fresh: Lock, lock_file: Path | None, spec: ModelSpec) -> None:
         span = spec.base.span
         if lock_file is None:
-            fail("MF211", "--locked needs a Modelfile on disk (there is no lockfile)", None)
+            fail(
+                "MF211",
+                "--locked needs a Modelfile on disk (there is no lockfile)",
+                None,
+                hint="build from a Modelfile file, or drop --locked",
+            )
         try:
             locked = read_lock(lock_file)
         except ValueError as exc:

@@ -390,7 +390,11 @@ class _Checker:
                 )
                 continue
             if flag.name in seen:
-                self.add(codes.INVALID_ADAPTER_FLAG(flag.span, f"`--{flag.name}` given twice"))
+                self.add(
+                    codes.INVALID_ADAPTER_FLAG(
+                        flag.span, f"`--{flag.name}` given twice", hint=f"give `--{flag.name}` once"
+                    )
+                )
             seen.add(flag.name)
             try:
                 if flag.value is None or not re.fullmatch(

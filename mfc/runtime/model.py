@@ -129,7 +129,11 @@ def image_from_gguf(
     try:
         shards = split_set(path) or [path]
     except GGUFFormatError as exc:
-        raise fail(codes.IMAGE_UNREADABLE, f"{path}: {exc.reason}") from None
+        raise fail(
+            codes.IMAGE_UNREADABLE,
+            f"{path}: {exc.reason}",
+            "a split model needs every shard, named as when it was split, in one directory",
+        ) from None
     return ModelImage(
         name=str(path),
         model_path=shards[0],  # llama.cpp finds the other shards by name
@@ -156,15 +160,18 @@ def load_image(name: str, store: Any = None) -> ModelImage:
         how = str(exc).split("not found: ", 1)[-1]  # the store says where it looked
         raise fail(codes.MODEL_NOT_FOUND, f"model `{name}` not found", how) from None
     except StoreError as exc:
-        raise fail(codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}") from None
+        raise fail(
+            codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}", _REPAIR
+        ) from None
     try:
         return _read_image(store, name, manifest)
     except (StoreError, OSError, ValueError, KeyError, TypeError) as exc:
         raise fail(
-            codes.IMAGE_UNREADABLE,
-            f"model `{name}` cannot be read: {exc}",
-            "`mfc verify` checks every blob; rebuild or re-load the model",
+            codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}", _REPAIR
         ) from None
+
+
+_REPAIR = "`mfc verify` checks every blob; rebuild or re-load the model"
 
 
 def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:

@@ -355,7 +355,9 @@ def parse_parameter(name: str, words: list[str]) -> ParamValue:
         )
     if spec.deprecated:
         raise fail(
-            codes.BAD_SESSION_PARAMETER, f"parameter `{name}` is deprecated and has no effect"
+            codes.BAD_SESSION_PARAMETER,
+            f"parameter `{name}` is deprecated and has no effect",
+            "leave it out; `/show parameters` lists the model's",
         )
     if not words:
         raise fail(
