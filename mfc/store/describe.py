@@ -154,14 +154,15 @@ def _line(keyword: str, value: str, **kw: Any) -> str:
 
 
 def format_number(value: int | float) -> str:
-    """Numbers that parse back to the same value: ints in full, floats by repr."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
+    """Numbers that parse back to the same value: ints in full, floats by repr.
+
+    The parameter table's printer, plus a refusal of inf/nan (no Modelfile reads them back).
+    """
+    from mfc.modelfile.params import format_param_value
+
+    if isinstance(value, float) and not math.isfinite(value):
         raise UnrepresentableError(f"cannot write {value!r} as a parameter")
-    return repr(float(value))
+    return format_param_value(value)
 
 
 def _param_lines(params: dict[str, Any]) -> list[str]:
