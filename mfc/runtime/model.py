@@ -157,8 +157,7 @@ def load_image(name: str, store: Any = None) -> ModelImage:
     except InvalidNameError as exc:
         raise fail(codes.MODEL_NOT_FOUND, f"`{name}` is not a valid model name", str(exc)) from None
     except ModelNotFoundError as exc:
-        how = str(exc).split("not found: ", 1)[-1]  # the store says where it looked
-        raise fail(codes.MODEL_NOT_FOUND, f"model `{name}` not found", how) from None
+        raise fail(codes.MODEL_NOT_FOUND, f"model `{name}` not found", exc.hint) from None
     except StoreError as exc:
         raise fail(
             codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}", _REPAIR

@@ -56,7 +56,11 @@ class StoreError(Exception):
 
 
 class ModelNotFoundError(StoreError, LookupError):
-    pass
+    """No manifest for a name; ``hint`` says where the store looked and how to get the model."""
+
+    def __init__(self, display: str, hint: str):
+        super().__init__(f"model `{display}` not found: {hint}")
+        self.hint = hint
 
 
 class MissingBlobError(StoreError):
@@ -366,10 +370,10 @@ class Store:
         path = self._find_manifest(n)
         if path is None:
             raise ModelNotFoundError(
-                f"model `{n.display}` not found: no manifest at"
-                f" {self.manifests_dir.joinpath(*n.manifest_parts)} (store {self.root},"
-                " set by $MFC_MODELS); build it with `mfc build -t NAME`, load it with"
-                " `mfc load -i FILE.tar`, or see `mfc list`"
+                n.display,
+                f"no manifest at {self.manifests_dir.joinpath(*n.manifest_parts)}"
+                f" (store {self.root}, set by $MFC_MODELS); build it with `mfc build -t NAME`,"
+                " load it with `mfc load -i FILE.tar`, or see `mfc list`",
             )
         try:
             return Manifest.from_bytes(path.read_bytes())
