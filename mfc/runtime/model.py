@@ -146,6 +146,9 @@ def image_from_gguf(
     )
 
 
+_REPAIR = "`mfc verify` checks every blob; rebuild or re-load the model"
+
+
 def load_image(name: str, store: Any = None) -> ModelImage:
     """Resolve `name` in the store (`MFC_MODELS`) into a ModelImage."""
     from mfc.store.names import InvalidNameError
@@ -168,9 +171,6 @@ def load_image(name: str, store: Any = None) -> ModelImage:
         raise fail(
             codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}", _REPAIR
         ) from None
-
-
-_REPAIR = "`mfc verify` checks every blob; rebuild or re-load the model"
 
 
 def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:
