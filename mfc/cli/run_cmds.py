@@ -184,6 +184,9 @@ def render(name: str, system: str | None, messages: tuple[str, ...], prompt: str
         session = Session(_image(name))
         session.system = system
         session.history = history
-        click.echo(session.render(prompt), nl=False)
+        text = session.render(prompt)
+        # Exact bytes on a pipe; on a terminal, end the line so the shell prompt is not glued on.
+        tty = sys.stdout.isatty() and not text.endswith("\n")
+        click.echo(text, nl=tty)
     except DiagnosticError as exc:
         _fail(exc)

@@ -94,6 +94,19 @@ def test_template_render_prints_exact_prompt(counter: str, snapshot) -> None:
     assert result.stdout == snapshot
 
 
+def test_template_render_ends_the_line_on_a_terminal(counter: str) -> None:
+    import pexpect
+
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "mfc", "template", "render", counter, "--prompt", "ghi"],
+        encoding="utf-8",
+        timeout=120,
+    )
+    child.expect(pexpect.EOF)
+    assert child.before.endswith("[user]ghi\r\n")  # piped output stays exact (test above)
+
+
 def test_template_render_rejects_bad_message(counter: str) -> None:
     result = mfc("template", "render", counter, "--message", "robot:hi")
     assert result.returncode == 2
