@@ -7,29 +7,60 @@ Wiring only; the logic lives in ``mfc.store``.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mfc.store import InvalidNameError, Problem, Store, StoreError
+
+if TYPE_CHECKING:
+    from mfc.modelfile.diagnostics import Diagnostic
 
 
 def _store() -> Store:
     return Store.from_env()
 
 
+def _diagnostic(exc: StoreError | InvalidNameError) -> Diagnostic:
+    """The coded diagnostic for a store error: what went wrong, and a separate `help:`."""
+    from mfc.modelfile import codes
+    from mfc.store import MissingBlobError, ModelNotFoundError
+
+    if isinstance(exc, ModelNotFoundError):
+        return codes.UNKNOWN_MODEL(None, f"model `{exc.display}` not found", exc.hint)
+    text = str(exc)
+    if isinstance(exc, InvalidNameError):
+        # "invalid model name `x`: why" -> the what, and the why as help
+        split = re.match(r"(.*?[`'\"]): (.+)", text, re.DOTALL)
+        if split:
+            return codes.INVALID_MODEL_NAME(None, split[1], split[2])
+        return codes.INVALID_MODEL_NAME(None, text)
+    hint = _REPAIR if isinstance(exc, MissingBlobError) else None
+    return codes.STORE_FAILED(None, text, hint)
+
+
+_REPAIR = "`mfc verify` checks every blob; rebuild or re-load the damaged model"
+
+
+def _report(exc: StoreError | InvalidNameError) -> None:
+    from mfc.modelfile.render import render_human
+
+    click.echo(render_human([_diagnostic(exc)]), err=True, nl=False)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Turn store errors into `error: …` on stderr and exit status 1."""
+    """Turn store errors into coded diagnostics on stderr and exit status 1."""
     try:
         yield
     except (StoreError, InvalidNameError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        _report(exc)
         sys.exit(1)
 
 
@@ -211,7 +242,7 @@ def rm(names: tuple[str, ...]) -> None:
         try:
             removed = store.remove(name)
         except (StoreError, InvalidNameError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            _report(exc)
             failed = True
             continue
         click.echo(f"deleted '{removed.display}'")

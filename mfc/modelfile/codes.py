@@ -111,5 +111,9 @@ SELF_REFERENCE = register("MF215", "self-reference", E, "FROM names the model be
 BAD_BASE = register("MF216", "bad-base", E, "base image unusable (missing blobs, no model layer)")
 DRAFT_IGNORED = register("MF217", "draft-ignored", W, "DRAFT is not built into the image yet")
 LOCK_NOT_WRITTEN = register("MF218", "lock-not-written", W, "Modelfile.lock could not be written")
+# Store commands (list/show/rm/cp/gc/verify/save/load; raised by mfc.store, reported by mfc.cli).
+UNKNOWN_MODEL = register("MF219", "unknown-model", E, "no model by that name in the store")
+INVALID_MODEL_NAME = register("MF220", "invalid-model-name", E, "a name breaks the naming grammar")
+STORE_FAILED = register("MF221", "store-failed", E, "the store or an OCI layout is damaged or busy")
 
 # --- MF3xx: runtime (owned by mfc.runtime) -----------------------------------------------------

@@ -60,6 +60,7 @@ class ModelNotFoundError(StoreError, LookupError):
 
     def __init__(self, display: str, hint: str):
         super().__init__(f"model `{display}` not found: {hint}")
+        self.display = display
         self.hint = hint
 
 

@@ -114,13 +114,45 @@ def test_show_falls_back_to_the_gguf_header(store: Store, counter: Path) -> None
     assert details["embedding_length"] == 128
 
 
-def test_errors_are_one_line_and_exit_1(store: Store) -> None:
+def test_errors_are_coded_diagnostics_and_exit_1(store: Store) -> None:
+    """Store commands report as `mfc run` does: `error[MFxxx]: what` plus a `help:` line."""
     result = CliRunner().invoke(cli, ["show", "nothere"])
     assert result.exit_code == 1
-    assert result.output.startswith("error: model `nothere:latest` not found")
+    manifest = store.manifests_dir / "registry.ollama.ai" / "library" / "nothere" / "latest"
+    assert result.stderr == (
+        "error[MF219]: model `nothere:latest` not found\n"
+        f"help: no manifest at {manifest} (store {store.root}, set by $MFC_MODELS);"
+        " build it with `mfc build -t NAME`, load it with `mfc load -i FILE.tar`,"
+        " or see `mfc list`\n"
+    )
     result = CliRunner().invoke(cli, ["rm", "../etc"])
     assert result.exit_code == 1
-    assert "error: invalid model name `../etc`" in result.output
+    assert result.stderr == (
+        "error[MF220]: invalid model name `../etc`\n"
+        "help: the namespace `..` must start with a letter, digit or `_` and contain only"
+        " letters, digits and `-` `_`\n"
+    )
+    result = CliRunner().invoke(cli, ["cp", "nothere", "copy"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error[MF219]: model `nothere:latest` not found\nhelp: ")
+    result = CliRunner().invoke(cli, ["verify", "a b"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error[MF220]: invalid model name 'a b'\n"
+        "help: names cannot contain NUL, `\\` or whitespace\n"
+    )
+
+
+def test_a_damaged_store_is_mf221_with_a_repair_hint(models: Store) -> None:
+    manifest = models.read_manifest("counter")
+    blob = models.blob_path(manifest.layers[0].digest)
+    blob.unlink()
+    result = CliRunner().invoke(cli, ["cp", "counter", "copy"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error[MF221]: ")
+    assert result.stderr.endswith(
+        "help: `mfc verify` checks every blob; rebuild or re-load the damaged model\n"
+    )
 
 
 def test_cp_rm_gc(models: Store) -> None:
