@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from mfc.store import locking
-from mfc.store.blobio import Blob, Progress, copy_hashing, hash_fd, reflink
+from mfc.store.blobio import Blob, Progress, copy_file_hashing, copy_hashing, hash_fd, reflink
 from mfc.store.fsutil import atomic_write_bytes, fsync_dir, write_all
 from mfc.store.manifest import DIGEST_RE, Manifest, ManifestError
 from mfc.store.names import InvalidNameError, ModelName, parse_name
@@ -256,7 +256,8 @@ class Store:
         """Add a file in one pass over its bytes.
 
         ``auto``: reflink (FICLONE) when the filesystem can, then hash the
-        source once; else copy while hashing (read, hash and write overlap in threads).
+        source once; else copy while hashing (the mapped file is hashed while writer
+        threads send the same pages to the blob).
         ``copy``: always copy. ``hard``: hard-link the file into the store
         (same filesystem only; the store then shares the inode, so editing the
         original later corrupts the blob — `mfc verify` detects it).
@@ -275,7 +276,7 @@ class Store:
                     if link == "auto" and reflink(src.fileno(), fd):
                         # The source's pages are likely cached, the clone's never are.
                         return hash_fd(src.fileno(), progress)
-                    return copy_hashing(src.readinto, fd, progress)
+                    return copy_file_hashing(src, fd, progress)
 
                 return self._put_via_temp(fill, expected)
 

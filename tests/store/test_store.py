@@ -29,7 +29,7 @@ from mfc.store import (
     read_config,
 )
 from mfc.store import media_types as mt
-from mfc.store.blobio import BUFFERS, CHUNK, copy_hashing
+from mfc.store.blobio import BUFFERS, CHUNK, MAP_CHUNK, SourceChangedError, copy_hashing
 
 from .conftest import stage
 
@@ -450,3 +450,26 @@ def test_adapter_scales_pair_by_position() -> None:
     config = {"mfc": {"adapters": [*recorded, {"digest": y, "scale": 9.0}]}}
     assert adapter_scales(config, manifest) == [(x, 0.5), (y, 2.0), (x, 0.25), (x, 1.0)]
     assert adapter_scales({}, manifest) == [(x, 1.0), (y, 1.0), (x, 1.0), (x, 1.0)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, MAP_CHUNK, MAP_CHUNK + 1, 3 * MAP_CHUNK - 7])
+def test_mapped_copy_is_byte_identical_at_any_size(store: Store, tmp_path: Path, size: int) -> None:
+    data = hashlib.shake_256(b"sizes").digest(size) if size else b""
+    path = tmp_path / "in.bin"
+    path.write_bytes(data)
+    blob = store.put_file(path, link="copy")
+    assert blob == (f"sha256:{hashlib.sha256(data).hexdigest()}", size)
+    assert store.blob_path(blob.digest).read_bytes() == data
+
+
+def test_a_source_changed_during_the_copy_is_refused(store: Store, tmp_path: Path) -> None:
+    path, _ = _big(tmp_path)
+
+    def touch(done: int) -> None:  # another program rewrites the input mid-copy
+        if done < path.stat().st_size:
+            os.utime(path, ns=(1, 1))
+
+    with pytest.raises(SourceChangedError):
+        store.put_file(path, link="copy", progress=touch)
+    assert _leftovers(store) == []
+    assert not list(store.blobs_dir.glob("sha256-*"))
