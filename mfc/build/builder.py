@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfc.build import diagnose
 from mfc.build.adapters import adapter_problem
 from mfc.build.caches import BuildCache, FileKey
 from mfc.build.compose import (
@@ -36,7 +35,6 @@ from mfc.build.compose import (
     messages_json,
     order_layers,
 )
-from mfc.build.diagnose import fail
 from mfc.build.locate import (
     expand,
     find_registry_cache,
@@ -53,9 +51,10 @@ from mfc.build.lockfile import (
     read_lock,
     write_lock,
 )
+from mfc.diagnostics import codes
+from mfc.diagnostics.diagnostic import Diagnostic, DiagnosticError
+from mfc.diagnostics.span import Span
 from mfc.gguf_meta import GGUFFormatError, GGUFInfo, inspect, merge_split, split_set
-from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError
-from mfc.modelfile.span import Span
 from mfc.modelfile.spec import ModelSpec
 from mfc.store import media_types as mt
 from mfc.store.blobio import Blob, hash_fd
@@ -224,11 +223,10 @@ class Builder:
         diags = list(warnings)
         if spec.draft is not None:
             diags.append(
-                diagnose.warning(
-                    "MF217",
-                    "DRAFT is not built into the image yet; the draft model is ignored",
+                codes.DRAFT_IGNORED(
                     spec.draft.span,
-                    hint="remove the DRAFT line, or keep it for Ollama (mfc ignores it)",
+                    "DRAFT is not built into the image yet; the draft model is ignored",
+                    "remove the DRAFT line, or keep it for Ollama (mfc ignores it)",
                 )
             )
         quantize = self.opts.quantize if top_level else None
@@ -251,11 +249,10 @@ class Builder:
                 write_lock(lock_file, lock)
             except OSError as exc:
                 diags.append(
-                    diagnose.warning(
-                        "MF218",
-                        f"the model was built, but {lock_file.name} could not be written",
+                    codes.LOCK_NOT_WRITTEN(
                         None,
-                        hint=f"{lock_file}: {exc.strerror or exc}",
+                        f"the model was built, but {lock_file.name} could not be written",
+                        f"{lock_file}: {exc.strerror or exc}",
                     )
                 )
         if top_level:
@@ -317,8 +314,7 @@ class Builder:
                 return self._modelfile_base(ref, path, base_dir, span, stack)
             return self._file_base(ref, path, base_dir, span)
         if looks_like_path(ref):
-            fail(
-                "MF205",
+            raise codes.INPUT_NOT_FOUND.error(
                 f"FROM `{ref}`: no such file or directory",
                 span,
                 label="not found",
@@ -332,12 +328,11 @@ class Builder:
         try:
             name, digest = parse_ref(ref)
         except InvalidNameError as exc:
-            fail(
-                "MF202",
+            raise codes.UNRESOLVED_FROM.error(
                 f"FROM `{ref}` is not an existing file and not a model name",
                 span,
                 hint=f"{exc}; for a file, check the path (relative to {base_dir})",
-            )
+            ) from None
         searched = [f"a file or directory {path}: does not exist"]
         mismatch = False
         self_ref = tag is not None and name is not None and digest is None and name.matches(tag)
@@ -360,7 +355,9 @@ class Builder:
             except ModelNotFoundError:
                 searched.append(f"the store {self.store.root}: no model `{name.display}`")
             except StoreError as exc:
-                fail("MF216", f"FROM `{ref}`: the local model is unreadable", span, hint=str(exc))
+                raise codes.BAD_BASE.error(
+                    f"FROM `{ref}`: the local model is unreadable", span, hint=str(exc)
+                ) from None
             else:
                 if digest is None or manifest.digest == digest:
                     locked = LockedInput(
@@ -392,8 +389,7 @@ class Builder:
             searched.append(f"the registry cache {cache_dir} ({how}): {what}")
         places = "searched " + "; ".join(searched) + "; "
         if mismatch:
-            fail(
-                "MF203",
+            raise codes.DIGEST_MISMATCH.error(
                 f"FROM `{ref}`: no model with digest {digest}",
                 span,
                 label="digest does not match",
@@ -401,15 +397,13 @@ class Builder:
             )
         if self_ref:
             assert name is not None
-            fail(
-                "MF215",
+            raise codes.SELF_REFERENCE.error(
                 f"FROM `{ref}` names the model being built, and no other source has it",
                 span,
                 hint=f"{places}to build on the current `{name.display}`, pin it: "
                 f"`FROM {name.display}@sha256:<digest>` (see `mfc list`), or use another tag",
             )
-        fail(
-            "MF202",
+        raise codes.UNRESOLVED_FROM.error(
             f"FROM `{ref}` matches no file, Modelfile, local model or cached image",
             span,
             label="not found",
@@ -450,12 +444,11 @@ class Builder:
                     if blob.size != d.size:
                         raise LayoutError(f"blob {d.digest} is {blob.size} bytes, not {d.size}")
         except (LayoutError, StoreError, OSError) as exc:
-            fail(
-                "MF216",
+            raise codes.BAD_BASE.error(
                 f"FROM `{ref}`: the registry cache image is unusable",
                 span,
                 hint=f"{cache_dir}: {exc}",
-            )
+            ) from None
         locked = LockedInput("FROM", ref, "registry_cache", manifest.digest, name=str(name))
         return self._model_base(manifest, locked, span)
 
@@ -465,8 +458,7 @@ class Builder:
         key = path.resolve()
         if key in stack:
             chain = [*stack[stack.index(key) :], key]
-            fail(
-                "MF204",
+            raise codes.BUILD_CYCLE.error(
                 "build cycle: " + " → ".join(str(p) for p in chain),
                 span,
                 label="this FROM closes the cycle",
@@ -504,8 +496,7 @@ class Builder:
         what = f"FROM `{locked.ref}`"
         missing = [d for d in manifest.descriptors() if not self.store.has_blob(d.digest, d.size)]
         if missing:
-            fail(
-                "MF216",
+            raise codes.BAD_BASE.error(
                 f"{what}: the model's blobs are missing from the store",
                 span,
                 hint=f"missing {', '.join(d.digest for d in missing)}; "
@@ -513,8 +504,7 @@ class Builder:
             )
         models = manifest.layers_of(mt.MODEL)
         if not models:
-            fail(
-                "MF216",
+            raise codes.BAD_BASE.error(
                 f"{what}: the model image has no model layer",
                 span,
                 hint="rebuild that model from a Modelfile whose FROM names a GGUF file",
@@ -522,7 +512,7 @@ class Builder:
         try:
             config = read_config(self.store, manifest)
         except StoreError as exc:
-            fail("MF216", f"{what}: unreadable config", span, hint=str(exc))
+            raise codes.BAD_BASE.error(f"{what}: unreadable config", span, hint=str(exc)) from None
         info = self._blob_info(models, span)
         return _Base(manifest.layers, config, info, locked, manifest)
 
@@ -535,13 +525,12 @@ class Builder:
                     info = inspect(self.store.blob_path(d.digest))
                 except GGUFFormatError as exc:
                     what, label = _gguf_problem(exc)
-                    fail(
-                        "MF201",
+                    raise codes.NOT_GGUF.error(
                         f"the base model's blob {d.digest} {what}",
                         span,
                         label=label,
                         hint=f"{exc.reason}; run `mfc verify`",
-                    )
+                    ) from None
                 self.cache.record_gguf_info(d.digest, info)
             infos.append(info)
         return infos[0] if len(infos) == 1 else merge_split(infos)
@@ -550,13 +539,14 @@ class Builder:
         try:
             shards = split_set(path)
         except GGUFFormatError as exc:
-            fail("MF207", f"FROM `{ref}`: incomplete split GGUF set", span, hint=exc.reason)
+            raise codes.SPLIT_INCOMPLETE.error(
+                f"FROM `{ref}`: incomplete split GGUF set", span, hint=exc.reason
+            ) from None
         files = shards or [path]
 
         def not_adapter(info: GGUFInfo) -> None:
             if info.is_adapter:
-                fail(
-                    "MF208",
+                raise codes.FROM_ADAPTER.error(
                     f"FROM `{ref}` is a LoRA adapter, not a model",
                     span,
                     label="an adapter",
@@ -565,8 +555,7 @@ class Builder:
             if shards is None and (info.split_count or 1) > 1:
                 # llama.cpp would load this shard and then look for siblings by name
                 shard = "?" if info.split_no is None else str(info.split_no + 1)
-                fail(
-                    "MF207",
+                raise codes.SPLIT_INCOMPLETE.error(
                     f"FROM `{ref}` is one shard of a split GGUF set "
                     f"(shard {shard} of {info.split_count})",
                     span,
@@ -584,8 +573,7 @@ class Builder:
         if shards:
             for i, info in enumerate(infos):
                 if info.split_count not in (None, len(shards)) or info.split_no not in (None, i):
-                    fail(
-                        "MF207",
+                    raise codes.SPLIT_INCOMPLETE.error(
                         f"FROM `{ref}`: shard {files[i].name} does not belong to this set",
                         span,
                         hint=f"its header says shard {info.split_no} of {info.split_count}",
@@ -619,7 +607,9 @@ class Builder:
         try:
             st = path.stat()
         except OSError as exc:
-            fail("MF205", f"{instruction}: cannot read {path}", span, hint=str(exc))
+            raise codes.INPUT_NOT_FOUND.error(
+                f"{instruction}: cannot read {path}", span, hint=str(exc)
+            ) from None
         key = FileKey.of(st)
         hit = self.cache.file_digest(key)
         if hit is not None and self.store.has_blob(hit[0], hit[1]):
@@ -640,13 +630,12 @@ class Builder:
             info = inspect(path)
         except GGUFFormatError as exc:
             what, label = _gguf_problem(exc)
-            fail(
-                "MF201",
+            raise codes.NOT_GGUF.error(
                 f"{instruction} `{path.name}` {what}",
                 span,
                 label=label,
                 hint=f"{path}: {exc.reason}",
-            )
+            ) from None
         if check is not None:
             check(info)
         locked_digest = self._lock_digests.get(path.resolve())
@@ -657,7 +646,9 @@ class Builder:
                 with open(path, "rb", buffering=0) as f:
                     fresh = hash_fd(f.fileno(), self._bytes_progress(f"checking {path.name}", st))
             except OSError as exc:
-                fail("MF205", f"{instruction}: cannot read {path}", span, hint=str(exc))
+                raise codes.INPUT_NOT_FOUND.error(
+                    f"{instruction}: cannot read {path}", span, hint=str(exc)
+                ) from None
             if fresh.digest != locked_digest:
                 self._unstored.add(fresh.digest)
                 return fresh, info  # not stored: _check_lock reports the drift (MF210)
@@ -673,11 +664,17 @@ class Builder:
                 progress=self._bytes_progress(f"storing {path.name}", st),
             )
         except DigestMismatchError as exc:  # changed between the check and the copy
-            fail("MF210", f"--locked: {instruction} `{path.name}` changed", span, hint=str(exc))
+            raise codes.LOCK_DRIFT.error(
+                f"--locked: {instruction} `{path.name}` changed", span, hint=str(exc)
+            ) from None
         except StoreError as exc:
-            fail("MF205", f"{instruction}: cannot store {path.name}", span, hint=str(exc))
+            raise codes.INPUT_NOT_FOUND.error(
+                f"{instruction}: cannot store {path.name}", span, hint=str(exc)
+            ) from None
         except OSError as exc:
-            fail("MF205", f"{instruction}: cannot read {path}", span, hint=str(exc))
+            raise codes.INPUT_NOT_FOUND.error(
+                f"{instruction}: cannot read {path}", span, hint=str(exc)
+            ) from None
         try:
             unchanged = FileKey.of(path.stat()) == key
         except OSError:
@@ -724,8 +721,7 @@ class Builder:
         if path.is_dir():
             path = _gguf_in_dir(path, span, "ADAPTER")
         elif not path.exists():
-            fail(
-                "MF205",
+            raise codes.INPUT_NOT_FOUND.error(
                 f"ADAPTER `{ref}`: no such file",
                 span,
                 label="not found",
@@ -736,8 +732,7 @@ class Builder:
             problem = adapter_problem(info, base_info)
             if problem is not None:
                 reason, fix = problem
-                fail(
-                    "MF209",
+                raise codes.BAD_ADAPTER.error(
                     f"ADAPTER `{ref}` does not fit the base model: {reason}",
                     span,
                     label="incompatible adapter",
@@ -775,8 +770,7 @@ class Builder:
         if qtype is None:
             wanted, supported = qtype_text.strip().upper(), supported_types()
             if supported is None or wanted not in supported:  # else newer than gguf-py's list
-                fail(
-                    "MF212",
+                raise codes.BAD_QUANTIZE.error(
                     f"--quantize `{qtype_text}`: llama.cpp has no such type",
                     span,
                     hint="use one of " + ", ".join(supported or quant_types()),
@@ -787,16 +781,14 @@ class Builder:
             self._info(f"the base is already {qtype}; nothing to quantize")
             return models, base.info
         if base.info.file_type not in SOURCE_TYPES:
-            fail(
-                "MF212",
+            raise codes.BAD_QUANTIZE.error(
                 f"--quantize {qtype}: the base model is {base.info.file_type}, "
                 "and only F32/F16/BF16 models can be quantized",
                 span,
                 hint="build FROM the unquantized (F32/F16/BF16) GGUF",
             )
         if len(models) != 1:
-            fail(
-                "MF212",
+            raise codes.BAD_QUANTIZE.error(
                 f"--quantize {qtype}: split GGUF sets cannot be quantized by the builder",
                 span,
                 hint="merge the set with llama.cpp's gguf-split --merge first",
@@ -811,8 +803,7 @@ class Builder:
                 return (Descriptor(mt.MODEL, cached, path.stat().st_size),), info
         supported = supported_types()
         if supported is not None and qtype not in supported:
-            fail(
-                "MF212",
+            raise codes.BAD_QUANTIZE.error(
                 f"--quantize {qtype}: the installed llama.cpp cannot quantize to {qtype}",
                 span,
                 hint="it takes " + ", ".join(supported) + "; or install a llama.cpp that has it",
@@ -824,16 +815,15 @@ class Builder:
             try:
                 quantize(self.store.blob_path(source.digest), tmp, qtype)
             except QuantizeError as exc:
-                fail(
-                    "MF213",
-                    f"--quantize {qtype}: llama.cpp's quantizer failed",
-                    span,
-                    hint=str(exc),
-                )
+                raise codes.QUANTIZE_FAILED.error(
+                    f"--quantize {qtype}: llama.cpp's quantizer failed", span, hint=str(exc)
+                ) from None
             try:
                 info = inspect(tmp)
             except GGUFFormatError as exc:
-                fail("MF213", f"--quantize {qtype}: unreadable output", span, hint=exc.reason)
+                raise codes.QUANTIZE_FAILED.error(
+                    f"--quantize {qtype}: unreadable output", span, hint=exc.reason
+                ) from None
             blob = self.store.put_file(tmp, "hard")
         finally:
             tmp.unlink(missing_ok=True)
@@ -929,19 +919,18 @@ class Builder:
     def _check_lock(self, fresh: Lock, lock_file: Path | None, spec: ModelSpec) -> None:
         span = spec.base.span
         if lock_file is None:
-            fail(
-                "MF211",
+            raise codes.LOCK_MISSING.error(
                 "--locked needs a Modelfile on disk (there is no lockfile)",
-                None,
                 hint="build from a Modelfile file, or drop --locked",
             )
         try:
             locked = read_lock(lock_file)
         except ValueError as exc:
-            fail("MF211", f"--locked: {lock_file} is unreadable", span, hint=str(exc))
+            raise codes.LOCK_MISSING.error(
+                f"--locked: {lock_file} is unreadable", span, hint=str(exc)
+            ) from None
         if locked is None:
-            fail(
-                "MF211",
+            raise codes.LOCK_MISSING.error(
                 f"--locked: there is no {lock_file.name} next to the Modelfile",
                 span,
                 hint="build once without --locked to write it, then commit it",
@@ -958,12 +947,11 @@ class Builder:
             spans = [spec.base.span, *(a.span for a in spec.adapters)]
             raise DiagnosticError(
                 [
-                    diagnose.error(
-                        "MF210",
-                        f"--locked: {change.message}",
+                    codes.LOCK_DRIFT(
                         spans[change.input_index] if change.input_index is not None else span,
-                        label="drifted from the lock",
-                        hint=f"rebuild without --locked to update {lock_file.name}",
+                        f"--locked: {change.message}",
+                        f"rebuild without --locked to update {lock_file.name}",
+                        "drifted from the lock",
                     )
                     for change in changes
                 ]
@@ -1004,15 +992,13 @@ def _gguf_in_dir(path: Path, span: Span, instruction: str) -> Path:
     if first is not None:
         return first
     if not found:
-        fail(
-            "MF206",
+        raise codes.AMBIGUOUS_DIRECTORY.error(
             f"{instruction} directory `{path.name}` holds no GGUF file",
             span,
             hint=f"{path}: put one `.gguf` file there, or name the file itself",
         )
     names = ", ".join(p.name for p in found)
-    fail(
-        "MF206",
+    raise codes.AMBIGUOUS_DIRECTORY.error(
         f"{instruction} directory `{path.name}` holds several GGUF files",
         span,
         hint=f"found {names}; name the file to use",
@@ -1025,4 +1011,6 @@ def _parse_tag(tag: str | ModelName | None) -> ModelName | None:
     try:
         return parse_name(tag)
     except InvalidNameError as exc:
-        fail("MF214", str(exc), None, hint="a name is `[host/][namespace/]model[:tag]`")
+        raise codes.INVALID_TAG.error(
+            str(exc), hint="a name is `[host/][namespace/]model[:tag]`"
+        ) from None

@@ -16,22 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mfc.digest import hex_of, is_digest
 from mfc.gguf_meta import GGUFInfo
 from mfc.store.fsutil import atomic_write_bytes
 
 CACHE_VERSION = 1
-_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
-
-
-def _hex(digest: str) -> str:
-    if not _DIGEST_RE.match(digest):
-        raise ValueError(f"not a sha256 digest: {digest!r}")
-    return digest.removeprefix("sha256:")
+_hex = hex_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +72,7 @@ class BuildCache:
     # stat cache -----------------------------------------------------------
     def file_digest(self, key: FileKey) -> tuple[str, int] | None:
         value = self._load(self.root / "stat" / key.slug())
-        if isinstance(value, list) and len(value) == 2 and _DIGEST_RE.match(str(value[0])):
+        if isinstance(value, list) and len(value) == 2 and is_digest(str(value[0])):
             return str(value[0]), int(value[1])
         return None
 
@@ -101,7 +95,7 @@ class BuildCache:
     # quantize cache -------------------------------------------------------
     def quantized(self, digest: str, qtype: str) -> str | None:
         value = self._load(self.root / "quantize" / f"{_hex(digest)}-{qtype}")
-        return value if isinstance(value, str) and _DIGEST_RE.match(value) else None
+        return value if is_digest(value) else None
 
     def record_quantized(self, digest: str, qtype: str, output: str) -> None:
         self._store(self.root / "quantize" / f"{_hex(digest)}-{qtype}", output)

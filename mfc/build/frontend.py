@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from mfc.diagnostics.diagnostic import Diagnostic, DiagnosticError
 from mfc.modelfile.check import CheckResult
-from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError
 from mfc.modelfile.spec import ModelSpec
 
 

@@ -16,15 +16,15 @@ import click
 
 if TYPE_CHECKING:  # the front-end and builder load only when a build runs
     from mfc.build import BuildEvent
-    from mfc.modelfile.diagnostics import Diagnostic
+    from mfc.diagnostics.diagnostic import Diagnostic
 
 _LINK = click.Choice(["auto", "copy", "hard"])
 
 
 def _render(diagnostics: Iterable[Diagnostic]) -> str:
     """The front-end's rendering (source line, caret, help), reading each cited file once."""
+    from mfc.diagnostics.render import render_human
     from mfc.modelfile.parser import parse_bytes
-    from mfc.modelfile.render import render_human
 
     diags = list(diagnostics)
     sources = {}
@@ -126,7 +126,7 @@ def _run_build(
     quiet: bool,
 ) -> None:
     from mfc.build import build_modelfile
-    from mfc.modelfile.diagnostics import DiagnosticError
+    from mfc.diagnostics.diagnostic import DiagnosticError
     from mfc.store.store import Store, StoreError
 
     from_stdin = str(modelfile) == "-"

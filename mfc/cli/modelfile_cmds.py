@@ -12,18 +12,14 @@ from pathlib import Path
 
 import click
 
-from mfc.modelfile import codes
+from mfc.diagnostics import codes
+from mfc.diagnostics.diagnostic import Diagnostic, has_errors
+from mfc.diagnostics.render import diagnostics_to_json, render_human, summary
+from mfc.diagnostics.source import SourceFile
 from mfc.modelfile.check import CheckResult, check_parsed
-from mfc.modelfile.diagnostics import Diagnostic, has_errors
 from mfc.modelfile.format import UnrepresentableValue, dominant_newline, format_modelfile
+from mfc.modelfile.jsonform import instruction_to_json
 from mfc.modelfile.parser import ParseResult, parse_bytes
-from mfc.modelfile.render import (
-    diagnostics_to_json,
-    instruction_to_json,
-    render_human,
-    summary,
-)
-from mfc.modelfile.source import SourceFile
 
 _FILES = click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.runtime.model import ModelImage
 from mfc.runtime.options import UNSUPPORTED, unsupported_warning
 from mfc.runtime.session import Session
@@ -164,9 +164,9 @@ class Repl:
         print(f"warning: {text}", file=self.err, flush=True)
 
     def error(self, exc: DiagnosticError) -> None:
-        from mfc.modelfile.render import render_human
+        from mfc.diagnostics.render import render_human
 
-        self.out.write(render_human(exc.diagnostics, getattr(exc, "sources", None)))
+        self.out.write(render_human(exc.diagnostics, exc.sources))
         self.out.flush()
 
     # -- input -----------------------------------------------------------------

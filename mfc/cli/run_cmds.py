@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.diagnostics.diagnostic import DiagnosticError
 
 
 def _looks_like_path(name: str) -> bool:
@@ -24,8 +24,7 @@ def _image(name: str):  # -> ModelImage
     complaint about model-name syntax. Other names (`llama3`, `user/model:tag`)
     are looked up in the store.
     """
-    from mfc.runtime import codes
-    from mfc.runtime.codes import fail
+    from mfc.diagnostics import codes
     from mfc.runtime.model import image_from_gguf, load_image
 
     path = Path(name).expanduser()
@@ -33,16 +32,14 @@ def _image(name: str):  # -> ModelImage
         if path.is_file():
             return image_from_gguf(path)
         if path.is_dir():
-            raise fail(
-                codes.MODEL_NOT_FOUND,
+            raise codes.MODEL_NOT_FOUND.error(
                 f"`{name}` is a directory, not a GGUF model file",
-                f"to build the Modelfile in it: `mfc build -t NAME {name}`",
+                hint=f"to build the Modelfile in it: `mfc build -t NAME {name}`",
             )
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-        raise fail(
-            codes.MODEL_NOT_FOUND,
+        raise codes.MODEL_NOT_FOUND.error(
             f"no such file: `{name}`{where}",
-            "give the path of a GGUF model file, or a model name from `mfc list`",
+            hint="give the path of a GGUF model file, or a model name from `mfc list`",
         )
     try:
         return load_image(name)
@@ -51,15 +48,13 @@ def _image(name: str):  # -> ModelImage
         if "/" not in name or first.code != codes.MODEL_NOT_FOUND.code:
             raise
         # `dir/x` reads as a namespaced model name and as a relative path: say both were tried.
-        raise fail(
-            codes.MODEL_NOT_FOUND,
-            f"{first.message}, and there is no file `{name}` either",
-            first.hint,
+        raise codes.MODEL_NOT_FOUND.error(
+            f"{first.message}, and there is no file `{name}` either", hint=first.hint
         ) from None
 
 
 def _fail(exc: DiagnosticError) -> None:
-    from mfc.modelfile.render import render_human
+    from mfc.diagnostics.render import render_human
 
     click.echo(render_human(exc.diagnostics), err=True, nl=False)
     sys.exit(1)

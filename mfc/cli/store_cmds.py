@@ -20,7 +20,7 @@ import click
 from mfc.store import InvalidNameError, Problem, Store, StoreError
 
 if TYPE_CHECKING:
-    from mfc.modelfile.diagnostics import Diagnostic
+    from mfc.diagnostics.diagnostic import Diagnostic
 
 
 def _store() -> Store:
@@ -29,7 +29,7 @@ def _store() -> Store:
 
 def _diagnostic(exc: StoreError | InvalidNameError) -> Diagnostic:
     """The coded diagnostic for a store error: what went wrong, and a separate `help:`."""
-    from mfc.modelfile import codes
+    from mfc.diagnostics import codes
     from mfc.store import MissingBlobError, ModelNotFoundError
 
     if isinstance(exc, ModelNotFoundError):
@@ -49,7 +49,7 @@ _REPAIR = "`mfc verify` checks every blob; rebuild or re-load the damaged model"
 
 
 def _report(exc: StoreError | InvalidNameError) -> None:
-    from mfc.modelfile.render import render_human
+    from mfc.diagnostics.render import render_human
 
     click.echo(render_human([_diagnostic(exc)]), err=True, nl=False)
 

@@ -1,7 +1,10 @@
 """The Modelfile front-end: parse -> syntax IR -> check -> ModelSpec; diagnostics; format."""
 
+from mfc.diagnostics.diagnostic import Diagnostic, DiagnosticError, Severity, has_errors
+from mfc.diagnostics.render import diagnostics_to_json, render_human
+from mfc.diagnostics.source import SourceFile
+from mfc.diagnostics.span import Span
 from mfc.modelfile.check import CheckResult, check_file, check_parsed, check_text
-from mfc.modelfile.diagnostics import Diagnostic, DiagnosticError, Severity, has_errors
 from mfc.modelfile.format import (
     format_instruction,
     format_modelfile,
@@ -10,9 +13,6 @@ from mfc.modelfile.format import (
 )
 from mfc.modelfile.ir import Comment, Flag, Instruction, Modelfile
 from mfc.modelfile.parser import ParseResult, parse_bytes, parse_text
-from mfc.modelfile.render import diagnostics_to_json, render_human
-from mfc.modelfile.source import SourceFile
-from mfc.modelfile.span import Span
 from mfc.modelfile.spec import ModelSpec
 
 __all__ = [

@@ -14,8 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfc.modelfile import codes
-from mfc.modelfile.diagnostics import Diagnostic, has_errors
+from mfc.diagnostics import codes
+from mfc.diagnostics.diagnostic import Diagnostic, has_errors
+from mfc.diagnostics.source import SourceFile, line_starts
+from mfc.diagnostics.span import Span
+from mfc.digest import is_digest
 from mfc.modelfile.ir import Flag, Instruction, Modelfile, Quote
 from mfc.modelfile.params import (
     INSTRUCTION_LIKE,
@@ -25,13 +28,10 @@ from mfc.modelfile.params import (
     suggest,
 )
 from mfc.modelfile.parser import ParseResult, parse_bytes, parse_text
-from mfc.modelfile.source import SourceFile, line_starts
-from mfc.modelfile.span import Span
 from mfc.modelfile.spec import AdapterRef, BaseRef, Message, ModelSpec, Param, Text
 
 _ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ARG_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # Go's golang.org/x/mod/semver with an optional leading "v" (Ollama adds one).
 _SEMVER = re.compile(
     r"v?(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*)"
@@ -317,7 +317,7 @@ class _Checker:
         looks_like_path = _looks_like_path(value)
         if kw == "FROM" and "@" in value and not looks_like_path:
             digest = value.rpartition("@")[2]
-            if not _DIGEST.fullmatch(digest):
+            if not is_digest(digest):
                 at = value.rindex("@")
                 self.add(
                     codes.INVALID_DIGEST(

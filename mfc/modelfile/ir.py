@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from mfc.modelfile.span import Span
+from mfc.diagnostics.span import Span
 
 # Canonical keywords in the order the docs list them; the grammar defines the syntax.
 KEYWORDS: tuple[str, ...] = (

@@ -1,6 +1,7 @@
 """Modelfile text -> syntax IR + diagnostics. Never raises for bad input.
 
-The syntax lives in ``grammar/modelfile.lark`` (Lark, LALR). That grammar is
+The syntax lives in the package data file ``mfc/_data/modelfile.lark`` (Lark,
+LALR; ``grammar/modelfile.lark`` in the checkout is a symlink to it). That grammar is
 total — lines Ollama rejects match explicit error productions — so parsing
 never stops early; the lowering below turns each error production into a
 located diagnostic and goes on with the next line, and every error of a file
@@ -27,19 +28,17 @@ from lark.exceptions import LarkError, UnexpectedInput
 from lark.lexer import BasicLexer, ContextualLexer
 from lark.utils import TextSlice
 
-from mfc.modelfile import chars, codes
-from mfc.modelfile.diagnostics import Diagnostic, has_errors
+from mfc.diagnostics import codes
+from mfc.diagnostics.diagnostic import Diagnostic, has_errors
+from mfc.diagnostics.source import SourceFile
+from mfc.modelfile import chars
 from mfc.modelfile.ir import KEYWORDS, ROLES, Comment, Flag, Instruction, Item, Modelfile, Quote
-from mfc.modelfile.source import SourceFile
 
 GRAMMAR_NAME = "modelfile.lark"
-# Source of truth in a checkout; the packaged copy (a test keeps it identical) when installed.
-_REPO_GRAMMAR = Path(__file__).resolve().parents[2] / "grammar" / GRAMMAR_NAME
 
 
 def grammar_text() -> str:
-    if _REPO_GRAMMAR.is_file():
-        return _REPO_GRAMMAR.read_text(encoding="utf-8")
+    """The grammar, always from the installed package (never from a source checkout)."""
     return resources.files("mfc").joinpath("_data", GRAMMAR_NAME).read_text(encoding="utf-8")
 
 

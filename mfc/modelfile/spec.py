@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mfc.modelfile.span import Span
+from mfc.diagnostics.span import Span
 
 ParamScalar = int | float | bool | str
 ParamValue = ParamScalar | tuple[str, ...]  # tuple only for repeatable params (stop)

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfc.diagnostics import codes
 from mfc.gguf_meta import GGUFFormatError, GGUFInfo, inspect, merge_split, split_set
 from mfc.modelfile.spec import ParamValue
-from mfc.runtime import codes
-from mfc.runtime.codes import fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +71,9 @@ def read_gguf_info(paths: Sequence[Path]) -> GGUFInfo:
         try:
             infos.append(inspect(path))
         except GGUFFormatError as exc:
-            raise fail(
-                codes.IMAGE_UNREADABLE,
+            raise codes.IMAGE_UNREADABLE.error(
                 f"{path} is not a usable GGUF file: {exc.reason}",
-                "use a complete GGUF model file; for a model in the store, "
+                hint="use a complete GGUF model file; for a model in the store, "
                 "`mfc verify` checks its blobs",
             ) from None
     return infos[0] if len(infos) == 1 else merge_split(infos)
@@ -129,10 +127,9 @@ def image_from_gguf(
     try:
         shards = split_set(path) or [path]
     except GGUFFormatError as exc:
-        raise fail(
-            codes.IMAGE_UNREADABLE,
+        raise codes.IMAGE_UNREADABLE.error(
             f"{path}: {exc.reason}",
-            "a split model needs every shard, named as when it was split, in one directory",
+            hint="a split model needs every shard, named as when it was split, in one directory",
         ) from None
     return ModelImage(
         name=str(path),
@@ -158,18 +155,20 @@ def load_image(name: str, store: Any = None) -> ModelImage:
     try:
         manifest = store.read_manifest(name)
     except InvalidNameError as exc:
-        raise fail(codes.MODEL_NOT_FOUND, f"`{name}` is not a valid model name", str(exc)) from None
+        raise codes.MODEL_NOT_FOUND.error(
+            f"`{name}` is not a valid model name", hint=str(exc)
+        ) from None
     except ModelNotFoundError as exc:
-        raise fail(codes.MODEL_NOT_FOUND, f"model `{name}` not found", exc.hint) from None
+        raise codes.MODEL_NOT_FOUND.error(f"model `{name}` not found", hint=exc.hint) from None
     except StoreError as exc:
-        raise fail(
-            codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}", _REPAIR
+        raise codes.IMAGE_UNREADABLE.error(
+            f"model `{name}` cannot be read: {exc}", hint=_REPAIR
         ) from None
     try:
         return _read_image(store, name, manifest)
     except (StoreError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise fail(
-            codes.IMAGE_UNREADABLE, f"model `{name}` cannot be read: {exc}", _REPAIR
+        raise codes.IMAGE_UNREADABLE.error(
+            f"model `{name}` cannot be read: {exc}", hint=_REPAIR
         ) from None
 
 
@@ -185,10 +184,9 @@ def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:
 
     model_layers = manifest.layers_of(mt.MODEL)
     if not model_layers:
-        raise fail(
-            codes.NO_MODEL_LAYER,
+        raise codes.NO_MODEL_LAYER.error(
             f"model `{name}` has no model weights layer",
-            "rebuild it from a Modelfile whose FROM names a GGUF file or model",
+            hint="rebuild it from a Modelfile whose FROM names a GGUF file or model",
         )
     config = read_config(store, manifest)
     adapters = tuple(

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.diagnostics import codes
+from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.modelfile.spec import ParamValue
-from mfc.runtime import codes
 from mfc.runtime import options as opts
-from mfc.runtime.codes import fail
 from mfc.runtime.engine import Engine, EngineError, Generation, json_grammar
 from mfc.runtime.model import ChatMessage, ModelImage
 from mfc.runtime.prompt import PromptTemplate, choose_template, conversation, render
@@ -130,10 +129,9 @@ class Session:
             try:
                 self._engine = self._engine_factory(self.image, load)
             except EngineError as exc:
-                raise fail(
-                    codes.ENGINE_LOAD_FAILED,
+                raise codes.ENGINE_LOAD_FAILED.error(
                     str(exc),
-                    "check the model with `mfc verify`; rebuild it if its blobs are damaged",
+                    hint="check the model with `mfc verify`; rebuild it if its blobs are damaged",
                 ) from None
             self._pending_load_ns = self._engine.load_duration_ns
         return self._engine
@@ -172,8 +170,7 @@ class Session:
         the exception carries as ``sources``); a warning is returned and the
         template is set.
         """
-        from mfc.modelfile import codes as mf_codes
-        from mfc.modelfile.span import Span
+        from mfc.diagnostics.span import Span
         from mfc.template import check_template
 
         problem = check_template(text, warnings=True)
@@ -184,17 +181,16 @@ class Session:
             start = sum(len(x) + 1 for x in lines[: line - 1]) + column - 1
             end_column = column + (1 if column <= len(lines[line - 1]) else 0)
             span = Span(TEMPLATE_SOURCE, line, column, line, end_column, start, start + 1)
-            exc = DiagnosticError(
+            raise DiagnosticError(
                 [
-                    mf_codes.INVALID_TEMPLATE(
+                    codes.INVALID_TEMPLATE(
                         span,
                         f"template error: {problem.message}",
                         "the template was not changed; `/show template` shows the current one",
                     )
-                ]
+                ],
+                sources={TEMPLATE_SOURCE: text},
             )
-            exc.sources = {TEMPLATE_SOURCE: text}  # type: ignore[attr-defined]
-            raise exc
         self.template = text
         return problem.message if problem is not None else None
 
@@ -217,10 +213,9 @@ class Session:
         try:
             return render(template, msgs, image=self.image)
         except TemplateError as exc:
-            raise fail(
-                codes.TEMPLATE_RENDER_FAILED,
+            raise codes.TEMPLATE_RENDER_FAILED.error(
                 str(exc),
-                "fix the template (templates render in a sandbox: no Python attributes);"
+                hint="fix the template (templates render in a sandbox: no Python attributes);"
                 " `mfc template render NAME` shows the prompt",
             ) from None
 
@@ -251,11 +246,10 @@ class Session:
             history = history[2:] if len(history) >= 2 else []
             dropped += 2
         if len(tokens) >= engine.n_ctx:
-            raise fail(
-                codes.PROMPT_TOO_LONG,
+            raise codes.PROMPT_TOO_LONG.error(
                 f"the prompt is {len(tokens)} tokens, more than the context window "
                 f"(num_ctx {engine.n_ctx})",
-                "shorten the prompt or raise num_ctx (`/set parameter num_ctx N`, "
+                hint="shorten the prompt or raise num_ctx (`/set parameter num_ctx N`, "
                 "`PARAMETER num_ctx N`, or MFC_CONTEXT_LENGTH); the model was trained "
                 f"for {self.image.gguf.context_length or 'an unknown number of'} tokens",
             )
@@ -314,10 +308,9 @@ class Session:
             if not for_save:
                 lines.extend(render_instruction("LICENSE", text) for text in image.licenses)
         except (UnrepresentableValue, ValueError) as exc:
-            raise fail(
-                codes.SESSION_NOT_WRITABLE,
+            raise codes.SESSION_NOT_WRITABLE.error(
                 f"this session cannot be written as a Modelfile: {exc}",
-                "Modelfiles have no escapes; change the text that cannot be quoted",
+                hint="Modelfiles have no escapes; change the text that cannot be quoted",
             ) from None
         return "\n".join(lines) + "\n"
 
@@ -327,10 +320,9 @@ class Session:
         from mfc.store.store import Store
 
         if not self.image.digest:
-            raise fail(
-                codes.SAVE_NEEDS_STORE_MODEL,
+            raise codes.SAVE_NEEDS_STORE_MODEL.error(
                 "only models from the store can be saved",
-                "build this GGUF into a model first: `mfc build -t NAME DIR`",
+                hint="build this GGUF into a model first: `mfc build -t NAME DIR`",
             )
         store = store if store is not None else Store.from_env()
         text = self.modelfile(for_save=True)
@@ -348,26 +340,22 @@ def parse_parameter(name: str, words: list[str]) -> ParamValue:
     spec = PARAMETERS.get(name)
     if spec is None:
         close = suggest(name)
-        raise fail(
-            codes.BAD_SESSION_PARAMETER,
+        raise codes.BAD_SESSION_PARAMETER.error(
             f"unknown parameter `{name}`",
-            f"did you mean `{close}`?" if close else "`/show parameters` lists the model's",
+            hint=f"did you mean `{close}`?" if close else "`/show parameters` lists the model's",
         )
     if spec.deprecated:
-        raise fail(
-            codes.BAD_SESSION_PARAMETER,
+        raise codes.BAD_SESSION_PARAMETER.error(
             f"parameter `{name}` is deprecated and has no effect",
-            "leave it out; `/show parameters` lists the model's",
+            hint="leave it out; `/show parameters` lists the model's",
         )
     if not words:
-        raise fail(
-            codes.BAD_SESSION_PARAMETER,
-            f"missing a value for `{name}`",
-            f"usage: /set parameter {name} V",
+        raise codes.BAD_SESSION_PARAMETER.error(
+            f"missing a value for `{name}`", hint=f"usage: /set parameter {name} V"
         )
     try:
         if spec.repeatable:
             return tuple(str(parse_param_value(spec, w)) for w in words)
         return parse_param_value(spec, " ".join(words))
     except ParamValueError as exc:
-        raise fail(codes.BAD_SESSION_PARAMETER, exc.message, exc.hint) from None
+        raise codes.BAD_SESSION_PARAMETER.error(exc.message, hint=exc.hint) from None

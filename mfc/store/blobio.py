@@ -33,6 +33,8 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO, NamedTuple
 
+from mfc.digest import of_hash
+
 # 4 MiB chunks and two writers keep two writes in flight (measured best of 1/2/4/8/16 MiB
 # with 1–4 writers); 8 buffers let the hasher and the writers drift apart by a few chunks.
 CHUNK = 4 << 20
@@ -194,7 +196,7 @@ def copy_hashing(
             buf.close()
     if failed:
         raise failed[0]
-    return Blob("sha256:" + h.hexdigest(), size)
+    return Blob(of_hash(h), size)
 
 
 class SourceChangedError(OSError):
@@ -269,7 +271,7 @@ def copy_file_hashing(
         raise SourceChangedError(
             errno.EAGAIN, "the file changed while it was being copied; build again"
         )
-    return Blob("sha256:" + h.hexdigest(), size)
+    return Blob(of_hash(h), size)
 
 
 def hash_fd(fd: int, progress: Progress | None = None) -> Blob:
@@ -284,7 +286,7 @@ def hash_fd(fd: int, progress: Progress | None = None) -> Blob:
             size += n
             if progress is not None:
                 progress(size)
-    return Blob("sha256:" + h.hexdigest(), size)
+    return Blob(of_hash(h), size)
 
 
 def reflink(src_fd: int, dst_fd: int) -> bool:

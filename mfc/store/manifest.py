@@ -8,16 +8,13 @@ JSON, and its ID is the hash of *its* bytes).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfc import digest
 from mfc.store import media_types
-
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
 
 
 class ManifestError(ValueError):
@@ -31,12 +28,8 @@ def canonical_json(obj: Any) -> bytes:
     ).encode("utf-8")
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def is_digest(text: object) -> bool:
-    return isinstance(text, str) and DIGEST_RE.match(text) is not None
+sha256_digest = digest.of_bytes  # re-exported: the store's public API names it so
+is_digest = digest.is_digest
 
 
 @dataclass(frozen=True, slots=True)

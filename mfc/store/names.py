@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mfc.digest import normalize
+
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
@@ -30,7 +32,6 @@ _PART_RE = {
     kind: re.compile(r"[A-Za-z0-9_][A-Za-z0-9" + re.escape(rest) + r"]*\Z")
     for kind, rest in _REST.items()
 }
-_DIGEST_RE = re.compile(r"sha256[:-]([0-9a-f]{64})\Z")
 
 
 class InvalidNameError(ValueError):
@@ -138,11 +139,10 @@ def parse_ref(text: str) -> tuple[ModelName | None, str | None]:
     if "@" not in text:
         return parse_name(text), None
     name_text, _, digest_text = text.rpartition("@")
-    m = _DIGEST_RE.match(digest_text)
-    if m is None:
+    digest = normalize(digest_text)
+    if digest is None:
         raise InvalidNameError(
             f"invalid model reference `{text}`: after `@` expected `sha256:` and 64 lowercase"
             " hex digits"
         )
-    digest = "sha256:" + m.group(1)
     return (parse_name(name_text) if name_text else None), digest

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mfc.digest import of_bytes, of_hash
 from mfc.store import media_types
 from mfc.store.fsutil import atomic_write_bytes, fsync_dir
 from mfc.store.manifest import Manifest, ManifestError, canonical_json, is_digest
@@ -139,7 +140,7 @@ def _copy_blob(store: Store, digest: str, target: Path) -> None:
             out.flush()
             os.fchmod(out.fileno(), 0o644)
             os.fsync(out.fileno())
-        if "sha256:" + h.hexdigest() != digest:
+        if of_hash(h) != digest:
             raise LayoutError(f"blob {digest} in the store is corrupt; run `mfc verify`")
         os.replace(tmp, target)
     finally:
@@ -152,7 +153,7 @@ def _file_digest(path: Path) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(8 << 20):
             h.update(chunk)
-    return "sha256:" + h.hexdigest()
+    return of_hash(h)
 
 
 class _HashingReader:
@@ -196,7 +197,7 @@ def _write_tar(store: Store, entries: list[LayoutEntry], path: Path) -> None:
                     with store.open_blob(digest) as src:
                         reader = _HashingReader(src)
                         tar.addfile(member, reader)  # type: ignore[arg-type]
-                    if "sha256:" + reader.hash.hexdigest() != digest:
+                    if of_hash(reader.hash) != digest:
                         raise LayoutError(
                             f"blob {digest} in the store is corrupt; run `mfc verify`"
                         )
@@ -384,7 +385,7 @@ class OciLayout:
             raise LayoutError(f"{self._src.label}: manifest blob {digest} is too large")
         with self._src.open(member) as f:
             data = f.read()
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if of_bytes(data) != digest:
             raise LayoutError(
                 f"{self._src.label}: manifest blob {digest} does not match its digest"
                 " (the layout was modified or corrupted)"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import tempfile
@@ -40,10 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from mfc.digest import is_digest, of_bytes
 from mfc.store import locking
 from mfc.store.blobio import Blob, Progress, copy_file_hashing, copy_hashing, hash_fd, reflink
 from mfc.store.fsutil import atomic_write_bytes, fsync_dir, write_all
-from mfc.store.manifest import DIGEST_RE, Manifest, ManifestError
+from mfc.store.manifest import Manifest, ManifestError
 from mfc.store.names import InvalidNameError, ModelName, parse_name
 
 LinkMode = Literal["auto", "copy", "hard"]
@@ -150,7 +150,7 @@ class Store:
 
     def blob_path(self, digest: str) -> Path:
         """``blobs/sha256-<hex>``; the digest is validated before touching a path."""
-        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        if not isinstance(digest, str) or not is_digest(digest):
             raise InvalidDigestError(
                 f"invalid digest {digest!r}: expected `sha256:` and 64 lowercase hex digits"
             )
@@ -222,7 +222,7 @@ class Store:
             return f.read()
 
     def put_bytes(self, data: bytes) -> Blob:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = of_bytes(data)
         blob = Blob(digest, len(data))
         with self.building():
             if self._blob_ok(blob):
@@ -501,7 +501,7 @@ class Store:
         if self.blobs_dir.is_dir():
             for entry in sorted(os.scandir(self.blobs_dir), key=lambda e: e.name):
                 digest = entry.name.replace("-", ":", 1)
-                if not entry.is_file(follow_symlinks=False) or not DIGEST_RE.match(digest):
+                if not entry.is_file(follow_symlinks=False) or not is_digest(digest):
                     continue
                 if digest not in refs:
                     items.append(GcItem(Path(entry.path), entry.stat().st_size, digest))
@@ -555,7 +555,7 @@ class Store:
         if name is None and self.blobs_dir.is_dir():
             for entry in sorted(os.scandir(self.blobs_dir), key=lambda e: e.name):
                 digest = entry.name.replace("-", ":", 1)
-                if digest in checked or not DIGEST_RE.match(digest):
+                if digest in checked or not is_digest(digest):
                     continue
                 problem = self._check_blob(digest, None)
                 if problem is not None:

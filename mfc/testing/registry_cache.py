@@ -29,7 +29,7 @@ MODELS: tuple[tuple[str, str], ...] = (
 def _build(store: Store, name: ModelName, gguf: Path) -> None:
     """Build ``FROM <gguf>`` with the real builder, as `mfc build` would."""
     from mfc.build.builder import Builder
-    from mfc.modelfile.span import Span
+    from mfc.diagnostics.span import Span
     from mfc.modelfile.spec import BaseRef, ModelSpec
 
     span = Span("<registry_cache>", 1, 1, 1, 1)

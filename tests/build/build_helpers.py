@@ -7,7 +7,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from mfc.modelfile.span import Span
+from mfc.diagnostics.span import Span
 from mfc.modelfile.spec import AdapterRef, BaseRef, Message, ModelSpec, Param, ParamValue, Text
 
 

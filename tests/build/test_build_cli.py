@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from mfc.build import build_modelfile, build_text
 from mfc.build.lockfile import read_lock
 from mfc.cli.main import cli
-from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.store import media_types as mt
 from mfc.store.store import Store
 

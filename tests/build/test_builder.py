@@ -13,7 +13,7 @@ from build_helpers import make_spec, span, write_split
 
 from mfc.build import Builder, BuildEvent
 from mfc.build.lockfile import lock_path, read_lock
-from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.store import media_types as mt
 from mfc.store.names import parse_name
 from mfc.store.store import Store, read_config

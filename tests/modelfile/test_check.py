@@ -164,10 +164,10 @@ def test_invisible_value_character_is_escaped_and_named() -> None:
 
 def test_checker_refuses_unknown_keywords() -> None:
     """An IR keyword outside KEYWORDS must not be silently dropped."""
+    from mfc.diagnostics.source import SourceFile
     from mfc.modelfile.check import check_parsed
     from mfc.modelfile.ir import Instruction, Modelfile
     from mfc.modelfile.parser import ParseResult
-    from mfc.modelfile.source import SourceFile
 
     mf = Modelfile((Instruction("FROM", "x"), Instruction("L\u0130CENSE", "MIT")), "Modelfile")
     with pytest.raises(AssertionError, match="not a Modelfile keyword"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mfc.modelfile import check_file, diagnostics_to_json, render_human
-from mfc.modelfile.render import instruction_to_json
+from mfc.modelfile.jsonform import instruction_to_json
 
 CORPUS = Path(__file__).parent / "corpus"
 INVALID = sorted((CORPUS / "invalid").glob("*.Modelfile"))

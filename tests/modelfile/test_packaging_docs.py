@@ -1,4 +1,4 @@
-"""The packaged grammar copy matches the source of truth; every code is documented."""
+"""One grammar file (package data; the checkout's grammar/ links to it); every code is documented."""
 
 from __future__ import annotations
 
@@ -6,15 +6,25 @@ import re
 from pathlib import Path
 
 import mfc.modelfile as api
-from mfc.modelfile.codes import REGISTRY
+from mfc.diagnostics.codes import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_packaged_grammar_is_identical() -> None:
-    source = (ROOT / "grammar" / "modelfile.lark").read_bytes()
-    packaged = (ROOT / "mfc" / "_data" / "modelfile.lark").read_bytes()
-    assert packaged == source, "run: cp grammar/modelfile.lark mfc/_data/modelfile.lark"
+def test_one_grammar_file() -> None:
+    """grammar/modelfile.lark is a link to the package data, never a second copy."""
+    link = ROOT / "grammar" / "modelfile.lark"
+    assert link.is_symlink()
+    assert link.resolve() == (ROOT / "mfc" / "_data" / "modelfile.lark").resolve()
+
+
+def test_parser_reads_the_packaged_grammar() -> None:
+    from importlib import resources
+
+    from mfc.modelfile.parser import grammar_text
+
+    packaged = resources.files("mfc").joinpath("_data", "modelfile.lark")
+    assert grammar_text() == packaged.read_text(encoding="utf-8")
 
 
 def _registered_anywhere() -> dict[str, str]:

@@ -13,7 +13,7 @@ import pexpect
 import pytest
 
 from mfc.cli.repl import Repl
-from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.runtime.model import image_from_gguf
 from mfc.runtime.session import Session
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mfc.modelfile.diagnostics import DiagnosticError
+from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.runtime.model import ChatMessage, ModelImage, image_from_gguf
 from mfc.runtime.prompt import PromptTemplate, render
 from mfc.runtime.session import Session

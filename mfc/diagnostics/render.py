@@ -6,9 +6,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mfc.modelfile.diagnostics import Diagnostic, Severity
-from mfc.modelfile.ir import Instruction
-from mfc.modelfile.source import SourceFile
+from mfc.diagnostics.diagnostic import Diagnostic, Severity
+from mfc.diagnostics.source import SourceFile
 
 Sources = Mapping[str, SourceFile | str]
 
@@ -92,20 +91,6 @@ def diagnostic_to_json(diag: Diagnostic) -> dict[str, Any]:
         "column": diag.span.column if diag.span else None,
         "hint": diag.hint,
     }
-
-
-def instruction_to_json(inst: Instruction) -> dict[str, Any]:
-    """The `mfc parse --json` form of one instruction."""
-    out: dict[str, Any] = {"instruction": inst.keyword, "value": inst.value}
-    if inst.keyword == "PARAMETER":
-        out["name"] = inst.name
-    elif inst.keyword == "MESSAGE":
-        out["role"] = inst.role
-    elif inst.keyword == "ADAPTER":
-        out["flags"] = {f.name: f.value for f in inst.flags}
-    out["line"] = inst.span.line if inst.span else None
-    out["column"] = inst.span.column if inst.span else None
-    return out
 
 
 def diagnostics_to_json(diagnostics: Iterable[Diagnostic]) -> list[dict[str, Any]]:

@@ -1,17 +1,19 @@
 """The registry of diagnostic codes: one entry per code, grouped by phase.
 
-``MF0xx`` syntax, ``MF1xx`` semantics (this module); ``MF2xx`` resolve/build
-and ``MF3xx`` runtime are appended below by their owners. Adding a code is
-adding one ``register(...)`` line; ``docs/diagnostics.md`` documents every
-registered code (a test reads ``REGISTRY`` and checks that).
+``MF0xx`` syntax, ``MF1xx`` semantics, ``MF2xx`` resolve/build and store,
+``MF3xx`` runtime, ``MF4xx`` server. Every code of every phase is registered
+here, so a phase reports a problem by naming a code object (never a string
+literal) and the docs test sees the whole list. Adding a code is adding one
+``register(...)`` line; ``docs/diagnostics.md`` documents every registered code
+(a test reads ``REGISTRY`` and checks that).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mfc.modelfile.diagnostics import Diagnostic, Severity
-from mfc.modelfile.span import Span
+from mfc.diagnostics.diagnostic import Diagnostic, DiagnosticError, Severity
+from mfc.diagnostics.span import Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,21 @@ class Code:
     ) -> Diagnostic:
         """Make a diagnostic with this code (message: lower case, no period)."""
         return Diagnostic(self.code, self.severity, message, span, hint, label)
+
+    def error(
+        self,
+        message: str,
+        span: Span | None = None,
+        *,
+        hint: str | None = None,
+        label: str | None = None,
+    ) -> DiagnosticError:
+        """The exception that stops a phase with one diagnostic of this code.
+
+        Returned, not raised, so every call site reads ``raise codes.X.error(...)``
+        and type checkers see the raise.
+        """
+        return DiagnosticError([self(span, message, hint, label)])
 
 
 REGISTRY: dict[str, Code] = {}
@@ -116,4 +133,25 @@ UNKNOWN_MODEL = register("MF219", "unknown-model", E, "no model by that name in 
 INVALID_MODEL_NAME = register("MF220", "invalid-model-name", E, "a name breaks the naming grammar")
 STORE_FAILED = register("MF221", "store-failed", E, "the store or an OCI layout is damaged or busy")
 
-# --- MF3xx: runtime (owned by mfc.runtime) -----------------------------------------------------
+# --- MF3xx: runtime (mfc.runtime, mfc run) -----------------------------------------------------
+MODEL_NOT_FOUND = register("MF301", "model-not-found", E, "no model by that name in the store")
+NO_MODEL_LAYER = register("MF302", "no-model-layer", E, "the image has no model weights layer")
+PROMPT_TOO_LONG = register("MF303", "prompt-too-long", E, "the prompt does not fit in num_ctx")
+SAVE_NEEDS_STORE_MODEL = register(
+    "MF304", "save-needs-store-model", E, "/save of a model that is not in the store"
+)
+SESSION_NOT_WRITABLE = register(
+    "MF305", "session-not-writable", E, "session text has no Modelfile spelling"
+)
+BAD_SESSION_PARAMETER = register(
+    "MF306", "bad-session-parameter", E, "/set parameter with an unknown name or bad value"
+)
+TEMPLATE_RENDER_FAILED = register(
+    "MF307", "template-render-failed", E, "the prompt template failed while rendering"
+)
+ENGINE_LOAD_FAILED = register(
+    "MF308", "engine-load-failed", E, "llama.cpp could not load the model or an adapter"
+)
+IMAGE_UNREADABLE = register(
+    "MF309", "image-unreadable", E, "a blob, config or layer of the image cannot be read"
+)

@@ -11,7 +11,7 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
-from mfc.modelfile.span import Span
+from mfc.diagnostics.span import Span
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 

@@ -9,10 +9,10 @@ adapter) is a Diagnostic, never a bare exception; rendering is separate (see
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mfc.modelfile.span import Span
+from mfc.diagnostics.span import Span
 
 
 class Severity(str, enum.Enum):
@@ -39,8 +39,18 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
 
 
 class DiagnosticError(Exception):
-    """Raised by later phases (build, run) to stop with located diagnostics."""
+    """Raised by later phases (build, run, serve) to stop with located diagnostics.
 
-    def __init__(self, diagnostics: Iterable[Diagnostic]):
+    ``sources`` maps a span's file name to its text when that text exists only
+    in memory (a template typed at the REPL), so a renderer can still show the
+    line and caret; files on disk are read by the renderer's caller.
+    """
+
+    def __init__(
+        self,
+        diagnostics: Iterable[Diagnostic],
+        sources: Mapping[str, str] | None = None,
+    ):
         self.diagnostics = tuple(diagnostics)
+        self.sources: Mapping[str, str] = dict(sources or {})
         super().__init__("; ".join(d.message for d in self.diagnostics))
