@@ -1,4 +1,4 @@
-"""One grammar file (package data; the checkout's grammar/ links to it); every code is documented."""
+"""One grammar file (package data; grammar/ links to it); every code is documented."""
 
 from __future__ import annotations
 
