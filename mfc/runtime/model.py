@@ -99,11 +99,8 @@ def load_image(name: str, store: Store | None = None) -> ModelImage:
         raise codes.IMAGE_UNREADABLE.error(
             f"model `{name}` cannot be read: {exc}", hint=REPAIR_HINT
         ) from None
-    if view.model_path is None:
-        raise codes.NO_MODEL_LAYER.error(
-            f"model `{name}` has no model weights layer",
-            hint="rebuild it from a Modelfile whose FROM names a GGUF file or model",
-        )
-    staged = view.model_path if len(view.shards) < 2 else stage_split(view.shards)
-    # The name as the user wrote it (the REPL's /show and /save print it).
-    return dataclasses.replace(view, name=name, model_path=staged)
+    view = dataclasses.replace(view, name=name)  # as the user wrote it (/show, /save print it)
+    weights = view.weights()  # MF302 for an image without a model layer
+    if len(view.shards) > 1:
+        weights = stage_split(view.shards)
+    return dataclasses.replace(view, model_path=weights)

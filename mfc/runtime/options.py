@@ -106,15 +106,15 @@ class Resolved:
         )
 
     def sampling(self) -> SamplingOptions:
-        known = SamplingOptions.__dataclass_fields__
+        defaults = SamplingOptions()
         kwargs: dict[str, Any] = {}
         for name, value in self.values.items():
-            if name not in known:
+            if name not in SamplingOptions.__dataclass_fields__:
                 continue
             if name == "stop":
-                kwargs[name] = (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
+                kwargs[name] = value if isinstance(value, tuple) else (str(value),)
             else:
-                kwargs[name] = type(known[name].default)(value)
+                kwargs[name] = type(getattr(defaults, name))(value)  # the table's type
         return SamplingOptions(**kwargs)
 
 
@@ -151,7 +151,8 @@ def resolve(
                 values[name] = value
     if "num_ctx" in (overrides or {}) or "num_ctx" in image_params:
         source = "num_ctx"
-    num_ctx = int(values["num_ctx"])
+    ctx_value = values["num_ctx"]
+    num_ctx = int(ctx_value) if not isinstance(ctx_value, tuple) else default_ctx
     if num_ctx < 1:
         warnings.append(f"num_ctx {num_ctx} is not positive; using {default_ctx}")
         num_ctx = default_ctx

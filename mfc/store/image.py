@@ -111,6 +111,16 @@ class ImageView:
         """The short name, as `mfc list` prints it (``counter:latest``)."""
         return self.ref.display if self.ref is not None else self.name
 
+    def weights(self) -> Path:
+        """``model_path``, or NO_MODEL_LAYER for an image without weights (what an
+        engine loads; a typed ``Path`` where ``model_path`` may be None)."""
+        if self.model_path is None:
+            raise codes.NO_MODEL_LAYER.error(
+                f"model `{self.name}` has no model weights layer",
+                hint="rebuild it from a Modelfile whose FROM names a GGUF file or model",
+            )
+        return self.model_path
+
     @property
     def size(self) -> int:
         """Bytes of every blob the image references (config included)."""

@@ -136,9 +136,9 @@ def render_modelfile(
     for text in view.licenses:
         lines.append(_line("LICENSE", text))
     for key, instruction in EXTRA_INSTRUCTIONS:
-        value = view.config.get(key)
-        if isinstance(value, str) and value:
-            lines.append(_line(instruction, value))
+        extra = view.config.get(key)
+        if isinstance(extra, str) and extra:
+            lines.append(_line(instruction, extra))
     return "\n".join(lines) + "\n"
 
 
