@@ -13,13 +13,17 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.runtime.model import ModelImage
 from mfc.runtime.options import UNSUPPORTED, unsupported_warning
 from mfc.runtime.session import Session
 from mfc.runtime.stats import format_stats
+
+if TYPE_CHECKING:
+    from mfc.build import BuildResult
+    from mfc.store.store import Store
 
 HELP = """Available Commands:
   /set            Set session variables
@@ -283,7 +287,7 @@ class Repl:
             if len(args) != 1:
                 self.say("Usage:\n  /save <modelname>")
                 return None
-            self.session.save(args[0])
+            save_session(self.session, args[0])
             self.say(f"Created new model '{args[0]}'")
         else:
             self.say(f"Unknown command '{cmd}'. Type /? for help")
@@ -349,38 +353,20 @@ class Repl:
             self.say(f"Unknown command '/set {what}'. Type /? for help")
 
     def show(self, what: str) -> None:
+        from mfc.store.show import format_show, parameters_text
+
         s = self.session
         image = s.image
         if what == "info":
-            g = image.gguf
-            rows = [
-                ("architecture", g.architecture or "unknown"),
-                ("parameters", _count(g.parameter_count)),
-                ("context length", g.context_length or "unknown"),
-                ("embedding length", g.embedding_length or "unknown"),
-                ("quantization", g.file_type or "unknown"),
-                ("num_ctx (effective)", s.resolved().values["num_ctx"]),
-            ]
-            self.say("  Model")
-            for k, v in rows:
-                self.say(f"    {k:<22}{v}")
-            if image.adapters:
-                self.say("\n  Adapters")
-                for a in image.adapters:
-                    self.say(f"    {a.digest or a.path}  scale {a.scale:g}")
+            num_ctx = str(s.resolved().values["num_ctx"])
             params = {**image.params, **s.overrides}
-            if params:
-                self.say("\n  Parameters")
-                for k in sorted(params):
-                    self.say(f"    {k:<22}{_show_value(params[k])}")
-            system = s.effective_system()
-            if system:
-                self.say("\n  System")
-                self.say(f"    {system}")
-            if image.licenses:
-                self.say("\n  License")
-                self.say("    " + image.licenses[0].splitlines()[0])
-            self.say("")
+            info = format_show(
+                image,
+                params=params,
+                system=s.effective_system() or "",
+                extra=[("num_ctx (effective)", num_ctx)],
+            )
+            self.say(info)
         elif what == "license":
             self.say("\n\n".join(image.licenses) if image.licenses else "No license was specified")
         elif what == "modelfile":
@@ -390,12 +376,10 @@ class Repl:
                 self.say("No parameters were specified for this model.")
             if image.params:
                 self.say("Model defined parameters:")
-                for k in sorted(image.params):
-                    self.say(f"{k:<30}{_show_value(image.params[k])}")
+                self.say(parameters_text(image.params))
             if s.overrides:
                 self.say("User defined parameters:")
-                for k in sorted(s.overrides):
-                    self.say(f"{k:<30}{_show_value(s.overrides[k])}")
+                self.say(parameters_text(s.overrides))
         elif what == "system":
             system = s.effective_system()
             self.say(system if system else "No system message was specified for this model.")
@@ -409,16 +393,18 @@ class Repl:
             self.say(HELP_SHOW)
 
 
-def _show_value(value: object) -> str:
-    if isinstance(value, tuple):
-        return " ".join(f'"{v}"' for v in value)
-    return str(value)
+def save_session(session: Session, name: str, store: Store | None = None) -> BuildResult:
+    """`/save NAME`: build the session's Modelfile (FROM the running model) as a real model.
 
+    The session renders the Modelfile; building it is the CLI's job, so the
+    runtime never imports the builder (the layer contract: build and runtime are
+    siblings).
+    """
+    from pathlib import Path
 
-def _count(n: int | None) -> str:
-    if not n:
-        return "unknown"
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(n)
+    from mfc.build import build_text
+    from mfc.store.store import Store
+
+    text = session.save_modelfile()
+    store = store if store is not None else Store.from_env()
+    return build_text(text, Path.cwd(), name, store=store, source="<mfc run /save>")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mfc.diagnostics.diagnostic import DiagnosticError
+
+if TYPE_CHECKING:
+    from mfc.runtime.model import ModelImage
 
 
 def _looks_like_path(name: str) -> bool:
@@ -16,7 +20,7 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith(".gguf") or name.startswith(("./", "../", "/", "~", ".\\"))
 
 
-def _image(name: str):  # -> ModelImage
+def _image(name: str) -> ModelImage:
     """A model from the store, or a GGUF file run as a bare model.
 
     Paths are `*.gguf` names, names starting `./` `../` `/` `~`, and existing

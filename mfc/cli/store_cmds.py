@@ -7,13 +7,12 @@ Wiring only; the logic lives in ``mfc.store``.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,21 +30,14 @@ def _diagnostic(exc: StoreError | InvalidNameError) -> Diagnostic:
     """The coded diagnostic for a store error: what went wrong, and a separate `help:`."""
     from mfc.diagnostics import codes
     from mfc.store import MissingBlobError, ModelNotFoundError
+    from mfc.store.image import REPAIR_HINT
 
     if isinstance(exc, ModelNotFoundError):
         return codes.UNKNOWN_MODEL(None, f"model `{exc.display}` not found", exc.hint)
-    text = str(exc)
     if isinstance(exc, InvalidNameError):
-        # "invalid model name `x`: why" -> the what, and the why as help
-        split = re.match(r"(.*?[`'\"]): (.+)", text, re.DOTALL)
-        if split:
-            return codes.INVALID_MODEL_NAME(None, split[1], split[2])
-        return codes.INVALID_MODEL_NAME(None, text)
-    hint = _REPAIR if isinstance(exc, MissingBlobError) else None
-    return codes.STORE_FAILED(None, text, hint)
-
-
-_REPAIR = "`mfc verify` checks every blob; rebuild or re-load the damaged model"
+        return codes.INVALID_MODEL_NAME(None, exc.what, exc.why)
+    hint = REPAIR_HINT if isinstance(exc, MissingBlobError) else None
+    return codes.STORE_FAILED(None, str(exc), hint)
 
 
 def _report(exc: StoreError | InvalidNameError) -> None:
@@ -155,79 +147,27 @@ def list_(as_json: bool) -> None:
 @click.option("--json", "what", flag_value="json", help="Everything, as JSON.")
 def show(name: str, what: str | None) -> None:
     """Show a model's details."""
-    from mfc.store.describe import describe, format_number, render_modelfile
+    from mfc.store.image import read_image
+    from mfc.store.show import format_show, param_block, render_modelfile, show_header
 
     store = _store()
     with _errors():
-        d = describe(store, name)
+        view = read_image(store, name)
         if what == "modelfile":
-            click.echo(render_modelfile(store, d), nl=False)
+            click.echo(render_modelfile(view, header=show_header(view)), nl=False)
             return
     if what == "json":
-        click.echo(json.dumps(d.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
+        click.echo(json.dumps(view.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
     elif what == "template":
-        click.echo(d.template or "", nl=not (d.template or "").endswith("\n"))
+        click.echo(view.template or "", nl=not (view.template or "").endswith("\n"))
     elif what == "system":
-        click.echo(d.system or "")
+        click.echo(view.system or "")
     elif what == "license":
-        click.echo("\n\n".join(d.licenses))
+        click.echo("\n\n".join(view.licenses))
     elif what == "parameters":
-        click.echo(_param_block(d.params, format_number, indent=""), nl=False)
+        click.echo(param_block(view.params), nl=False)
     else:
-        click.echo(_details(d, format_number), nl=False)
-
-
-def _param_block(
-    params: dict[str, Any],
-    fmt: Callable[[Any], str],
-    indent: str,
-) -> str:
-    rows = []
-    for key in sorted(params):
-        values = params[key] if isinstance(params[key], list) else [params[key]]
-        for v in values:
-            text = fmt(v) if isinstance(v, (int, float)) else json.dumps(str(v))
-            rows.append((key, text))
-    width = max((len(k) for k, _ in rows), default=0)
-    return "".join(f"{indent}{k.ljust(width)}    {v}\n" for k, v in rows)
-
-
-def _section(title: str, rows: list[tuple[str, str]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    body = "".join(f"    {k.ljust(width)}    {v}\n" for k, v in rows)
-    return f"  {title}\n{body}\n"
-
-
-def _details(d: Any, fmt: Callable[[Any], str]) -> str:
-    def show_value(v: Any) -> str:
-        return "-" if v is None else str(v)
-
-    out = _section(
-        "Model",
-        [
-            ("architecture", show_value(d.architecture)),
-            ("parameters", show_value(d.parameters)),
-            ("context length", show_value(d.context_length)),
-            ("embedding length", show_value(d.embedding_length)),
-            ("quantization", show_value(d.quantization)),
-        ],
-    )
-    if d.adapters:
-        rows = [(a.digest.split(":", 1)[1][:12], f"scale {fmt(a.scale)}") for a in d.adapters]
-        out += _section("Adapters", rows)
-    if d.params:
-        out += "  Parameters\n" + _param_block(d.params, fmt, indent="    ") + "\n"
-    if d.system:
-        out += "  System\n" + _excerpt(d.system) + "\n"
-    for text in d.licenses:
-        out += "  License\n" + _excerpt(text) + "\n"
-    return out.rstrip("\n") + "\n"
-
-
-def _excerpt(text: str, lines: int = 2) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][:lines]
-    more = "    ...\n" if len(text.strip().splitlines()) > lines else ""
-    return "".join(f"    {line.strip()}\n" for line in kept) + more
+        click.echo(format_show(view), nl=False)
 
 
 @click.command()

@@ -1,83 +1,44 @@
-"""A built model as the runtime sees it: blob paths plus the text and JSON layers.
+"""A built model as the runtime sees it: the store's image view, with a loadable model path.
 
 `load_image` is the runtime's only door into the store (data flows one way:
-the runtime reads, never writes). `image_from_gguf` makes the same value from a
-bare GGUF file, which is how `mfc run ./model.gguf`-style tests and the bench
-run before anything is built.
+the runtime reads, never writes); the image itself is ``mfc.store.image.ImageView``
+(``ModelImage`` here), read in one place for `mfc show`, `mfc run` and the server.
+What the runtime adds is where llama.cpp finds a split model's shards
+(``stage_split``). `image_from_gguf` makes the same value from a bare GGUF file,
+which is how `mfc run ./model.gguf`, tests and the bench run before anything is built.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
-import json
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mfc.diagnostics import codes
-from mfc.gguf_meta import GGUFFormatError, GGUFInfo, inspect, merge_split, split_set
-from mfc.modelfile.spec import ParamValue
+from mfc.store.image import REPAIR_HINT, Adapter, ChatMessage, ImageView, read_gguf_info
+from mfc.store.image import image_of_gguf as image_from_gguf
 
+if TYPE_CHECKING:
+    from mfc.store.store import Store
 
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: str  # system | user | assistant | tool
-    content: str
+ModelImage = ImageView  # the runtime reads the one image view; it has no second model
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
-
-
-@dataclass(frozen=True, slots=True)
-class Adapter:
-    path: Path
-    scale: float = 1.0
-    digest: str = ""
-
-
-@dataclass(frozen=True)
-class ModelImage:
-    name: str  # as the user wrote it (or the file path for a bare GGUF)
-    model_path: Path  # the file llama.cpp loads (shard 1 of a split model)
-    gguf: GGUFInfo = field(default_factory=GGUFInfo)
-    adapters: tuple[Adapter, ...] = ()
-    template: str | None = None  # TEMPLATE layer (Go or Jinja2)
-    system: str | None = None  # SYSTEM layer
-    messages: tuple[ChatMessage, ...] = ()  # MESSAGE layers
-    params: Mapping[str, ParamValue] = field(default_factory=dict)  # params layer
-    licenses: tuple[str, ...] = ()
-    digest: str = ""  # manifest digest (model ID); "" for a bare GGUF
-    config: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def family(self) -> str | None:
-        family = self.config.get("model_family") if self.config else None
-        return family or self.gguf.architecture
-
-
-def read_gguf_info(paths: Sequence[Path]) -> GGUFInfo:
-    """Header facts of a model file, or of a split set (its shards in order).
-
-    Raises IMAGE_UNREADABLE when a file is not a readable GGUF.
-    """
-    infos = []
-    for path in paths:
-        try:
-            infos.append(inspect(path))
-        except GGUFFormatError as exc:
-            raise codes.IMAGE_UNREADABLE.error(
-                f"{path} is not a usable GGUF file: {exc.reason}",
-                hint="use a complete GGUF model file; for a model in the store, "
-                "`mfc verify` checks its blobs",
-            ) from None
-    return infos[0] if len(infos) == 1 else merge_split(infos)
-
+__all__ = [
+    "Adapter",
+    "ChatMessage",
+    "ModelImage",
+    "image_from_gguf",
+    "load_image",
+    "read_gguf_info",
+    "stage_split",
+]
 
 _stage_lock = threading.Lock()
 _stage_root: Path | None = None
@@ -114,107 +75,32 @@ def stage_split(shards: Sequence[Path]) -> Path:
         return links[0]
 
 
-def image_from_gguf(
-    path: Path,
-    *,
-    adapters: tuple[Adapter, ...] = (),
-    template: str | None = None,
-    system: str | None = None,
-    messages: tuple[ChatMessage, ...] = (),
-    params: Mapping[str, ParamValue] | None = None,
-) -> ModelImage:
-    path = Path(path)
-    try:
-        shards = split_set(path) or [path]
-    except GGUFFormatError as exc:
-        raise codes.IMAGE_UNREADABLE.error(
-            f"{path}: {exc.reason}",
-            hint="a split model needs every shard, named as when it was split, in one directory",
-        ) from None
-    return ModelImage(
-        name=str(path),
-        model_path=shards[0],  # llama.cpp finds the other shards by name
-        gguf=read_gguf_info(shards),
-        adapters=adapters,
-        template=template,
-        system=system,
-        messages=messages,
-        params=dict(params or {}),
-    )
+def load_image(name: str, store: Store | None = None) -> ModelImage:
+    """Resolve `name` in the store (`MFC_MODELS`) into the image llama.cpp can load.
 
-
-_REPAIR = "`mfc verify` checks every blob; rebuild or re-load the model"
-
-
-def load_image(name: str, store: Any = None) -> ModelImage:
-    """Resolve `name` in the store (`MFC_MODELS`) into a ModelImage."""
+    Every failure is a coded diagnostic: MF301 for a name that is invalid or not
+    in the store, MF302 for an image without weights, MF309 for one whose
+    blobs or layers cannot be read.
+    """
+    from mfc.store.image import read_image
     from mfc.store.names import InvalidNameError
     from mfc.store.store import ModelNotFoundError, Store, StoreError
 
     store = store if store is not None else Store.from_env()
     try:
-        manifest = store.read_manifest(name)
+        view = read_image(store, name, header=True)
     except InvalidNameError as exc:
         raise codes.MODEL_NOT_FOUND.error(
             f"`{name}` is not a valid model name", hint=str(exc)
         ) from None
     except ModelNotFoundError as exc:
         raise codes.MODEL_NOT_FOUND.error(f"model `{name}` not found", hint=exc.hint) from None
-    except StoreError as exc:
+    except (StoreError, OSError) as exc:
         raise codes.IMAGE_UNREADABLE.error(
-            f"model `{name}` cannot be read: {exc}", hint=_REPAIR
+            f"model `{name}` cannot be read: {exc}", hint=REPAIR_HINT
         ) from None
-    try:
-        return _read_image(store, name, manifest)
-    except (StoreError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise codes.IMAGE_UNREADABLE.error(
-            f"model `{name}` cannot be read: {exc}", hint=_REPAIR
-        ) from None
-
-
-def _read_image(store: Any, name: str, manifest: Any) -> ModelImage:
-    from mfc.store import media_types as mt
-    from mfc.store.store import adapter_scales, read_config
-
-    def text(layer: Any) -> str:
-        return Path(store.blob_path(layer.digest)).read_text(encoding="utf-8")
-
-    def layer_json(layer: Any) -> Any:
-        return json.loads(text(layer))
-
-    model_layers = manifest.layers_of(mt.MODEL)
-    if not model_layers:
-        raise codes.NO_MODEL_LAYER.error(
-            f"model `{name}` has no model weights layer",
-            hint="rebuild it from a Modelfile whose FROM names a GGUF file or model",
-        )
-    config = read_config(store, manifest)
-    adapters = tuple(
-        Adapter(Path(store.blob_path(digest)), scale, digest)
-        for digest, scale in adapter_scales(config, manifest)
-    )
-    params: dict[str, ParamValue] = {}
-    for layer in manifest.layers_of(mt.PARAMS):
-        for key, value in layer_json(layer).items():
-            params[key] = tuple(value) if isinstance(value, list) else value
-    messages = tuple(
-        ChatMessage(str(m["role"]), str(m["content"]))
-        for layer in manifest.layers_of(mt.MESSAGES)
-        for m in layer_json(layer)
-    )
-    template = manifest.layer(mt.TEMPLATE)
-    system = manifest.layer(mt.SYSTEM)
-    shards = [Path(store.blob_path(layer.digest)) for layer in model_layers]
-    return ModelImage(
-        name=name,
-        model_path=shards[0] if len(shards) == 1 else stage_split(shards),
-        gguf=read_gguf_info(shards),
-        adapters=adapters,
-        template=text(template) if template else None,
-        system=text(system) if system else None,
-        messages=messages,
-        params=params,
-        licenses=tuple(text(lic) for lic in manifest.layers_of(mt.LICENSE)),
-        digest=manifest.digest,
-        config=config,
-    )
+    view = dataclasses.replace(view, name=name)  # as the user wrote it (/show, /save print it)
+    weights = view.weights()  # MF302 for an image without a model layer
+    if len(view.shards) > 1:
+        weights = stage_split(view.shards)
+    return dataclasses.replace(view, model_path=weights)

@@ -53,23 +53,33 @@ class LoadOptions:
     use_mmap: bool
 
 
+def _default(name: str) -> Any:
+    """A parameter's default from the table (the one source of defaults)."""
+    default = PARAMETERS[name].default
+    assert default is not None, f"the parameter table has no default for {name}"
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingOptions:
-    """Per-generation settings: changing them never reloads the model."""
+    """Per-generation settings: changing them never reloads the model.
 
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.9
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int = -1
-    num_predict: int = -1
-    stop: tuple[str, ...] = ()
-    num_keep: int = 4
+    Every default is the parameter table's (``mfc.modelfile.params``).
+    """
+
+    temperature: float = _default("temperature")
+    top_k: int = _default("top_k")
+    top_p: float = _default("top_p")
+    min_p: float = _default("min_p")
+    typical_p: float = _default("typical_p")
+    repeat_penalty: float = _default("repeat_penalty")
+    repeat_last_n: int = _default("repeat_last_n")
+    presence_penalty: float = _default("presence_penalty")
+    frequency_penalty: float = _default("frequency_penalty")
+    seed: int = _default("seed")
+    num_predict: int = _default("num_predict")
+    stop: tuple[str, ...] = _default("stop")
+    num_keep: int = _default("num_keep")
 
 
 @dataclass(frozen=True)
@@ -78,27 +88,33 @@ class Resolved:
     warnings: tuple[str, ...] = ()
 
     def load(self) -> LoadOptions:
-        v = self.values
-        threads = int(v.get("num_thread", 0) or 0)
+        v = {**table_defaults(), **self.values}  # the table fills what a caller left out
+
+        def num(name: str) -> int:
+            value = v[name]
+            assert not isinstance(value, tuple), name
+            return int(value)
+
+        threads = num("num_thread")
         return LoadOptions(
-            n_ctx=int(v["num_ctx"]),
-            n_batch=int(v.get("num_batch", 512)),
+            n_ctx=num("num_ctx"),
+            n_batch=num("num_batch"),
             n_threads=threads if threads > 0 else None,
-            n_gpu_layers=int(v.get("num_gpu", 0) or 0),
-            main_gpu=int(v.get("main_gpu", 0) or 0),
-            use_mmap=bool(v.get("use_mmap", True)),
+            n_gpu_layers=num("num_gpu"),
+            main_gpu=num("main_gpu"),
+            use_mmap=bool(v["use_mmap"]),
         )
 
     def sampling(self) -> SamplingOptions:
-        known = SamplingOptions.__dataclass_fields__
+        defaults = SamplingOptions()
         kwargs: dict[str, Any] = {}
         for name, value in self.values.items():
-            if name not in known:
+            if name not in SamplingOptions.__dataclass_fields__:
                 continue
             if name == "stop":
-                kwargs[name] = (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
+                kwargs[name] = value if isinstance(value, tuple) else (str(value),)
             else:
-                kwargs[name] = type(known[name].default)(value)
+                kwargs[name] = type(getattr(defaults, name))(value)  # the table's type
         return SamplingOptions(**kwargs)
 
 
@@ -135,7 +151,8 @@ def resolve(
                 values[name] = value
     if "num_ctx" in (overrides or {}) or "num_ctx" in image_params:
         source = "num_ctx"
-    num_ctx = int(values["num_ctx"])
+    ctx_value = values["num_ctx"]
+    num_ctx = int(ctx_value) if not isinstance(ctx_value, tuple) else default_ctx
     if num_ctx < 1:
         warnings.append(f"num_ctx {num_ctx} is not positive; using {default_ctx}")
         num_ctx = default_ctx

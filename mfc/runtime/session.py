@@ -8,10 +8,9 @@ here: the CLI and the REPL print; the later HTTP server can reuse this.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from mfc.diagnostics import codes
 from mfc.diagnostics.diagnostic import DiagnosticError
@@ -272,65 +271,52 @@ class Session:
         template and params are inherited, from exactly the image running now)
         and adds the session's changes, plus the conversation as MESSAGEs after
         the image's own (a child's MESSAGEs replace the base's, as in Ollama).
+        Both go through the one renderer, ``mfc.store.show.render_modelfile``.
         """
-        from mfc.modelfile.format import UnrepresentableValue, render_instruction
-        from mfc.modelfile.params import format_param_value
+        from mfc.store.show import UnrepresentableError, render_modelfile
 
         image = self.image
         if for_save:
-            lines = [f"FROM {image.name}@{image.digest}" if image.digest else f"FROM {image.name}"]
-            params: Mapping[str, ParamValue] = self.overrides
-            template, system = self.template, self.system
-            messages = [*image.messages, *self.history] if self.history else []
+            base = f"{image.name}@{image.digest}" if image.digest else image.name
+            changes = ModelImage(
+                image.name,
+                params=dict(self.overrides),
+                template=self.template,
+                system=self.system,
+                messages=(*image.messages, *self.history) if self.history else (),
+            )
+            header: tuple[str, ...] = ()
         else:
-            lines = [
-                "# Modelfile of this mfc run session; /save NAME builds it as a new model",
-                f"FROM {image.name}",
-            ]
-            for adapter in image.adapters:
-                scale = "" if adapter.scale == 1.0 else f" --scale={adapter.scale:g}"
-                lines.append(f"# ADAPTER{scale} {adapter.path}  (inherited through FROM)")
-            params = {**image.params, **self.overrides}
+            base = image.name
             template = self.template if self.template is not None else image.template
-            system = self.effective_system()
-            messages = [*image.messages, *self.history]
+            changes = dataclasses.replace(
+                image,
+                params={**image.params, **self.overrides},
+                template=template,
+                system=self.effective_system(),
+                messages=(*image.messages, *self.history),
+            )
+            header = ("# Modelfile of this mfc run session; /save NAME builds it as a new model",)
         try:
-            for name in sorted(params):
-                for value in _values(params[name]):
-                    text = format_param_value(value)
-                    lines.append(render_instruction("PARAMETER", text, name=name))
-            if template is not None:
-                lines.append(render_instruction("TEMPLATE", template))
-            if system is not None:
-                lines.append(render_instruction("SYSTEM", system))
-            for m in messages:
-                lines.append(render_instruction("MESSAGE", m.content, role=m.role))
-            if not for_save:
-                lines.extend(render_instruction("LICENSE", text) for text in image.licenses)
-        except (UnrepresentableValue, ValueError) as exc:
+            return render_modelfile(changes, base=base, header=header)
+        except UnrepresentableError as exc:
             raise codes.SESSION_NOT_WRITABLE.error(
-                f"this session cannot be written as a Modelfile: {exc}",
+                f"this session cannot be written as a Modelfile: {exc.reason}",
                 hint="Modelfiles have no escapes; change the text that cannot be quoted",
             ) from None
-        return "\n".join(lines) + "\n"
 
-    def save(self, name: str, store: Any = None) -> Any:
-        """`/save NAME`: build a real model through the builder (FROM this one)."""
-        from mfc.build import build_text
-        from mfc.store.store import Store
+    def save_modelfile(self) -> str:
+        """The Modelfile `/save` builds; only a model from the store can be saved.
 
+        The build itself is the CLI's (``mfc.cli.repl.save_session``): the runtime
+        never imports the builder.
+        """
         if not self.image.digest:
             raise codes.SAVE_NEEDS_STORE_MODEL.error(
                 "only models from the store can be saved",
                 hint="build this GGUF into a model first: `mfc build -t NAME DIR`",
             )
-        store = store if store is not None else Store.from_env()
-        text = self.modelfile(for_save=True)
-        return build_text(text, Path.cwd(), name, store=store, source="<mfc run /save>")
-
-
-def _values(value: ParamValue) -> tuple[Any, ...]:
-    return value if isinstance(value, tuple) else (value,)
+        return self.modelfile(for_save=True)
 
 
 def parse_parameter(name: str, words: list[str]) -> ParamValue:

@@ -35,7 +35,13 @@ _PART_RE = {
 
 
 class InvalidNameError(ValueError):
-    """A model name that breaks the grammar; the message says which part and why."""
+    """A model name that breaks the grammar: ``what`` names the text
+    (``invalid model name `x```), ``why`` says which part is wrong and how."""
+
+    def __init__(self, what: str, why: str):
+        super().__init__(f"{what}: {why}")
+        self.what = what
+        self.why = why
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +79,18 @@ class ModelName:
 
 def _check_part(text: str, kind: str, value: str) -> None:
     if not value:
-        raise InvalidNameError(f"invalid model name `{text}`: the {kind} is empty")
+        raise InvalidNameError(f"invalid model name `{text}`", f"the {kind} is empty")
     if len(value) > _MAX_LEN[kind]:
         raise InvalidNameError(
-            f"invalid model name `{text}`: the {kind} is {len(value)} characters long"
-            f" (at most {_MAX_LEN[kind]})"
+            f"invalid model name `{text}`",
+            f"the {kind} is {len(value)} characters long (at most {_MAX_LEN[kind]})",
         )
     if not _PART_RE[kind].match(value):
         allowed = " ".join(f"`{c}`" for c in _REST[kind])
         raise InvalidNameError(
-            f"invalid model name `{text}`: the {kind} `{value}` must start with a letter,"
-            f" digit or `_` and contain only letters, digits and {allowed}"
+            f"invalid model name `{text}`",
+            f"the {kind} `{value}` must start with a letter,"
+            f" digit or `_` and contain only letters, digits and {allowed}",
         )
 
 
@@ -94,19 +101,19 @@ def parse_name(text: str) -> ModelName:
     ``parse_ref``), absolute paths and path tricks.
     """
     if not isinstance(text, str) or not text:
-        raise InvalidNameError("invalid model name: the name is empty")
+        raise InvalidNameError("invalid model name", "the name is empty")
     if "\x00" in text or "\\" in text or any(c.isspace() for c in text):
         raise InvalidNameError(
-            f"invalid model name {text!r}: names cannot contain NUL, `\\` or whitespace"
+            f"invalid model name {text!r}", "names cannot contain NUL, `\\` or whitespace"
         )
     if "@" in text:
         raise InvalidNameError(
-            f"invalid model name `{text}`: `@` is only allowed as `name@sha256:<hex>` in FROM"
+            f"invalid model name `{text}`", "`@` is only allowed as `name@sha256:<hex>` in FROM"
         )
     if text.startswith("/"):
         raise InvalidNameError(
-            f"invalid model name `{text}`: a name cannot be an absolute path"
-            " (to use a file, give it as a path in FROM)"
+            f"invalid model name `{text}`",
+            "a name cannot be an absolute path (to use a file, give it as a path in FROM)",
         )
     rest, tag = text, DEFAULT_TAG
     if rest.rfind(":") > rest.rfind("/"):
@@ -115,8 +122,8 @@ def parse_name(text: str) -> ModelName:
     parts = rest.split("/")
     if len(parts) > 3:
         raise InvalidNameError(
-            f"invalid model name `{text}`: expected `[host/][namespace/]model[:tag]`,"
-            f" found {len(parts)} `/`-separated parts"
+            f"invalid model name `{text}`",
+            f"expected `[host/][namespace/]model[:tag]`, found {len(parts)} `/`-separated parts",
         )
     host, namespace = DEFAULT_HOST, DEFAULT_NAMESPACE
     if len(parts) == 3:
@@ -142,7 +149,7 @@ def parse_ref(text: str) -> tuple[ModelName | None, str | None]:
     digest = normalize(digest_text)
     if digest is None:
         raise InvalidNameError(
-            f"invalid model reference `{text}`: after `@` expected `sha256:` and 64 lowercase"
-            " hex digits"
+            f"invalid model reference `{text}`",
+            "after `@` expected `sha256:` and 64 lowercase hex digits",
         )
     return (parse_name(name_text) if name_text else None), digest

@@ -13,6 +13,7 @@ import pexpect
 import pytest
 
 from mfc.build import build_modelfile
+from mfc.cli.repl import save_session
 from mfc.runtime.model import load_image
 from mfc.runtime.session import Session
 from mfc.store import media_types
@@ -129,7 +130,7 @@ def test_save_creates_a_model_that_behaves_the_same(
     prompt = s.render("klm")
     expected = s.ask("klm").result()
     s.history = s.history[:2]  # the conversation as it was when saved
-    s.save("saved")
+    save_session(s, "saved")
     s.close()
 
     saved = load_image("saved")
@@ -149,7 +150,7 @@ def test_save_over_the_running_model(
     build(tmp_path, fixture_models, "mine", "PARAMETER temperature 0\n")
     s = Session(load_image("mine"), env={})
     s.set_parameter("num_predict", ["2"])
-    s.save("mine")
+    save_session(s, "mine")
     s.close()
     assert load_image("mine").params["num_predict"] == 2
 

@@ -61,3 +61,15 @@ def test_load_params_come_from_the_table() -> None:
     load = {name for name in PARAMETERS if is_load_param(name)}
     assert {"num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap"} <= load
     assert not is_load_param("temperature")
+
+
+def test_sampling_defaults_are_the_tables() -> None:
+    """The parameter table is the one source of defaults; SamplingOptions only names them."""
+    from dataclasses import fields
+
+    from mfc.runtime.options import SamplingOptions
+
+    defaults = SamplingOptions()
+    for f in fields(SamplingOptions):
+        assert getattr(defaults, f.name) == PARAMETERS[f.name].default, f.name
+    assert resolve({}, env={}).sampling() == defaults
