@@ -14,7 +14,7 @@ the header alone shows (no tensor data is read): tensor data offsets as llama.cp
 lays them out (aligned, contiguous, inside the file), tensor dimensions, the
 vocabulary arrays (equal lengths, no duplicate token — a duplicate makes
 llama.cpp abort), and tensor shapes against the hyper-parameters
-(``token_embd`` is ``[n_embd, n_vocab]``, ``blk.N`` for N < ``block_count``).
+(``token_embd`` is ``[n_embd, n_vocab]``, ``blk.N`` for N < ``block_count``, no gap).
 """
 
 from __future__ import annotations
@@ -439,8 +439,8 @@ def check_model(info: GGUFInfo, path: Path) -> None:
 
     GGUFFormatError ("shape"): the vocabulary size against ``token_embd``/``output``
     (``[n_embd, n_vocab]``), ``n_embd`` against ``<arch>.embedding_length``, the
-    ``blk.N`` tensors against ``<arch>.block_count``. Adapters and files without these
-    keys pass: only what the file states is compared.
+    ``blk.N`` tensors against ``<arch>.block_count`` (none beyond it, no gap). Adapters
+    and files without these keys pass: only what the file states is compared.
     """
     if info.is_adapter:
         return
@@ -476,12 +476,14 @@ def check_model(info: GGUFInfo, path: Path) -> None:
             f"is {info.block_count}",
             "shape",
         )
-    missing = sorted(set(range(info.block_count)) - blocks)
+    # a gap, not missing trailing blocks: a converter may drop trailing MTP/next-n blocks
+    # that block_count still counts, and llama.cpp loads those as optional
+    missing = sorted(set(range(max(blocks))) - blocks)
     if missing:
         raise GGUFFormatError(
             path,
-            f"{info.architecture}.block_count is {info.block_count}, but there are no "
-            f"tensors for block {missing[0]} (`blk.{missing[0]}.*`)",
+            f"there are tensors for block {max(blocks)}, but none for block {missing[0]} "
+            f"(`blk.{missing[0]}.*`)",
             "shape",
         )
 

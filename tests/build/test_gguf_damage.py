@@ -38,7 +38,7 @@ def tiny_llama(
     n_vocab: int | None = None,
     embd_rows: int | None = None,
     block_count: int = 1,
-    blocks: int = 1,
+    blocks: tuple[int, ...] = (0,),
     scores: int | None = None,
 ) -> Path:
     """A small llama GGUF written with the fixture writer's helpers, optionally inconsistent."""
@@ -62,7 +62,7 @@ def tiny_llama(
         w.add_token_list(list(v.tokens))
         w.add_token_scores(list(v.scores)[:scores])
     w.add_tensor("token_embd.weight", np.zeros((embd_rows or n, 8), dtype=np.float32))
-    for i in range(blocks):
+    for i in blocks:
         w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(8, dtype=np.float32))
     w.add_tensor("output_norm.weight", np.ones(8, dtype=np.float32))
     write_gguf(w, path)
@@ -127,10 +127,10 @@ def test_embedding_rows_must_match_the_vocabulary(workspace: Path, store: Store)
 
 
 def test_blocks_must_match_block_count(workspace: Path, store: Store) -> None:
-    tiny_llama(workspace / "few.gguf", block_count=3, blocks=2)
-    diag = build_error(store, workspace, "few.gguf")
-    assert "llama.block_count is 3, but there are no tensors for block 2" in (diag.hint or "")
-    tiny_llama(workspace / "many.gguf", block_count=1, blocks=2)
+    tiny_llama(workspace / "gap.gguf", block_count=3, blocks=(0, 2))
+    diag = build_error(store, workspace, "gap.gguf")
+    assert "tensors for block 2, but none for block 1 (`blk.1.*`)" in (diag.hint or "")
+    tiny_llama(workspace / "many.gguf", block_count=1, blocks=(0, 1))
     diag = build_error(store, workspace, "many.gguf")
     assert "tensors for block 1 exist, but llama.block_count is 1" in (diag.hint or "")
 
