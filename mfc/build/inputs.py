@@ -46,6 +46,7 @@ class Ingested:
     blob: Blob  # digest and size of its bytes
     info: GGUFInfo
     file: InputFile
+    key: FileKey  # the file's identity when it was read (to notice a later change)
     stored: bool  # False: only hashed (see the module docstring)
     drifted: bool = False  # --locked: the digest differs from the lock's
 
@@ -115,7 +116,7 @@ def ingest(
                 check(info)
             events.info(f"{name}: unchanged ({hit[0][:19]}…)")
             drifted = locked_digest is not None and hit[0] != locked_digest
-            return Ingested(Blob(*hit), info, file, stored, drifted)
+            return Ingested(Blob(*hit), info, file, key, stored, drifted)
     try:
         info = inspect(path)
     except GGUFFormatError as exc:
@@ -138,9 +139,10 @@ def ingest(
             ) from None
         _remember(cache, path, key, fresh, info)
         if locked_digest is not None and fresh.digest != locked_digest:
-            return Ingested(fresh, info, file, stored=False, drifted=True)
+            return Ingested(fresh, info, file, key, stored=False, drifted=True)
         if not store_it:
-            return Ingested(fresh, info, file, stored=store.has_blob(fresh.digest, fresh.size))
+            stored = store.has_blob(fresh.digest, fresh.size)
+            return Ingested(fresh, info, file, key, stored)
     events.step(f"storing {name} ({size_text(st.st_size)})")
     # A blob of this very store (FROM as printed by `mfc show --modelfile`, or a symlink to
     # one) is only re-hashed: linking it in place costs no copy.
@@ -166,7 +168,7 @@ def ingest(
             f"{instruction}: cannot read {file.given}", span, hint=str(exc)
         ) from None
     _remember(cache, path, key, blob, info)
-    return Ingested(blob, info, file, stored=True)
+    return Ingested(blob, info, file, key, stored=True)
 
 
 def _remember(cache: BuildCache, path: Path, key: FileKey, blob: Blob, info: GGUFInfo) -> None:

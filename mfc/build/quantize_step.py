@@ -8,8 +8,9 @@ the store. llama.cpp's quantizer runs in a child process (``mfc.build.quantize``
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
-from mfc.build.caches import BuildCache
+from mfc.build.caches import BuildCache, FileKey
 from mfc.build.events import Events
 from mfc.build.sources.base import ResolvedBase
 from mfc.build.sources.images import blob_info
@@ -101,6 +102,12 @@ def quantize_base(
             raise codes.QUANTIZE_FAILED.error(
                 f"--quantize {qtype}: llama.cpp's quantizer failed", span, hint=str(exc)
             ) from None
+        if base.model_file_keys and not _unchanged(source_file, base.model_file_keys[0]):
+            raise codes.QUANTIZE_FAILED.error(
+                f"--quantize {qtype}: {source_file.name} changed while it was read",
+                span,
+                hint="build again once nothing writes to the file",
+            )
         try:
             info = inspect(tmp)
         except GGUFFormatError as exc:
@@ -113,3 +120,10 @@ def quantize_base(
     cache.record_gguf_info(blob.digest, info)
     cache.record_quantized(source.digest, qtype, blob.digest)
     return (Descriptor(mt.MODEL, blob.digest, blob.size),), info
+
+
+def _unchanged(path: Path, key: FileKey) -> bool:
+    try:
+        return FileKey.of(path.stat()) == key
+    except OSError:
+        return False

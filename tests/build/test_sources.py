@@ -180,3 +180,30 @@ def test_registry_cache_search_never_looks_at_the_mfc_checkout(tmp_path: Path) -
     found, how = find_registry_cache(None, REPO / "examples" / "counter", environ={}, cwd=tmp_path)
     assert found == REPO / "registry_cache"
     assert how.startswith("found upward from")
+
+
+def test_quantize_refuses_an_input_changed_while_read(
+    workspace: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The input's hash names the quantized result in the caches: if the file changes
+    between the hash and the quantizer, the build stops instead of caching a wrong pair."""
+    import shutil
+
+    import mfc.build.quantize as quantize_mod
+
+    source = workspace / "counter-f16.gguf"
+
+    def quantize_while_edited(src: Path, dst: Path, qtype: str) -> None:
+        os.utime(source, ns=(1, 1))  # someone writes to it meanwhile
+        shutil.copyfile(workspace / "counter-q8_0.gguf", dst)
+
+    monkeypatch.setattr(quantize_mod, "quantize", quantize_while_edited)
+    with pytest.raises(DiagnosticError) as exc:
+        Builder(store, quantize="q8_0").build_spec(make_spec("counter-f16.gguf"), workspace, "q")
+    (diag,) = exc.value.diagnostics
+    assert (diag.code, diag.message) == (
+        "MF213",
+        "--quantize Q8_0: counter-f16.gguf changed while it was read",
+    )
+    assert store.list_models() == []
+    assert store.gc(dry_run=True) == []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfc.build.caches import BuildCache
+from mfc.build.caches import BuildCache, FileKey
 from mfc.build.compose import AdapterUse
 from mfc.build.events import Events
 from mfc.build.lockfile import LockedInput
@@ -58,6 +58,9 @@ class ResolvedBase:
     manifest: Manifest | None = None  # the base image (None for a GGUF file)
     # where the model layers' bytes are: the input files (real paths) or store blobs
     model_files: tuple[Path, ...] = ()
+    # input files only: their identity when hashed (a file quantized where it lies must
+    # not change between the hash, which names the result in the caches, and the quantizer)
+    model_file_keys: tuple[FileKey, ...] = ()
     # False when the model layers were only hashed, not stored: a --locked input that
     # drifted (MF210 follows) or an input --quantize replaces (quantized from where it lies)
     stored: bool = True

@@ -110,6 +110,7 @@ def file_base(req: FromRef, path: Path, ctx: Context) -> ResolvedBase:
             size=sum(b.size for b in blobs),
         ),
         model_files=tuple(f.real for f in files),
+        model_file_keys=tuple(i.key for i in inputs),
         stored=all(i.stored for i in inputs),
         drifted=any(i.drifted for i in inputs),
     )
