@@ -36,8 +36,10 @@ from mfc.build.sources import resolve_from
 from mfc.build.sources.base import Context, FromRef, RegistryCacheSearch, ResolvedBase
 from mfc.diagnostics import codes
 from mfc.diagnostics.diagnostic import Diagnostic
+from mfc.digest import of_bytes
 from mfc.modelfile.spec import ModelSpec
 from mfc.store import media_types as mt
+from mfc.store.blobio import Blob
 from mfc.store.manifest import Descriptor, Manifest, canonical_json
 from mfc.store.names import InvalidNameError, ModelName, parse_name
 from mfc.store.store import LinkMode, Store
@@ -137,7 +139,9 @@ class Builder:
         )
         req = FromRef(spec.base.ref, spec.base.span, base_dir, name, _stack)
         with self.store.building():
-            manifest, config, lock, base = self._compose(spec, req, ctx, lock_file)
+            manifest, config, lock, base = self._compose(
+                spec, req, ctx, lock_file, store_config=top_level or name is not None
+            )
         if lock_file is not None and read_lock_quietly(lock_file) != lock:
             try:
                 write_lock(lock_file, lock)
@@ -163,7 +167,13 @@ class Builder:
     # -- steps -------------------------------------------------------------------
 
     def _compose(
-        self, spec: ModelSpec, req: FromRef, ctx: Context, lock_file: Path | None
+        self,
+        spec: ModelSpec,
+        req: FromRef,
+        ctx: Context,
+        lock_file: Path | None,
+        *,
+        store_config: bool,
     ) -> tuple[Manifest, dict[str, Any], Lock, ResolvedBase]:
         """Resolve, assemble, check the lock and write the manifest (under ``building()``)."""
         base = resolve_from(req, ctx)
@@ -182,7 +192,13 @@ class Builder:
             )
         adapters, adapter_inputs = resolve_adapters(spec, req.base_dir, info, ctx)
         layers, config = assemble(spec, base, model_layers, info, adapters, self.store.put_bytes)
-        config_blob = self.store.put_bytes(canonical_json(config))
+        config_bytes = canonical_json(config)
+        # a dependency's config is passed on as a value: no manifest will reference its blob
+        config_blob = (
+            self.store.put_bytes(config_bytes)
+            if store_config
+            else Blob(of_bytes(config_bytes), len(config_bytes))
+        )
         manifest = Manifest(Descriptor(mt.CONFIG, *config_blob), layers)
         lock = Lock(
             inputs=(base.locked, *adapter_inputs),

@@ -207,3 +207,70 @@ def test_quantize_refuses_an_input_changed_while_read(
     )
     assert store.list_models() == []
     assert store.gc(dry_run=True) == []
+
+
+def test_quantize_a_registry_cache_image_leaves_its_model_in_the_cache(
+    workspace: Path, store: Store, tmp_path: Path
+) -> None:
+    """`FROM counter:f16` + `--quantize q8_0`: the f16 model layer is quantized from the
+    registry cache's blob file (verified by its hash), not imported into the store."""
+    import json
+    import shutil
+
+    cache = tmp_path / "registry_cache"
+    shutil.copytree(REPO / "registry_cache", cache)
+    r = Builder(store, quantize="q8_0", registry_cache=cache).build_spec(
+        make_spec("counter:f16"), workspace, "q"
+    )
+    assert r.config["file_type"] == "Q8_0"
+    index = json.loads((cache / "index.json").read_text())
+    assert index  # the image is there, and its f16 model is not in the store:
+    assert not store.has_blob(_digest(workspace / "counter-f16.gguf"))
+    assert store.gc(dry_run=True) == []
+    again = Builder(store, quantize="q8_0", registry_cache=cache).build_spec(
+        make_spec("counter:f16"), workspace, "q"
+    )
+    assert again.manifest_digest == r.manifest_digest
+    # without --quantize the image is imported whole
+    whole = Builder(store, registry_cache=cache).build_spec(
+        make_spec("counter:f16"), workspace, "f"
+    )
+    assert store.has_blob(whole.manifest.layer(mt.MODEL).digest)
+
+
+def test_a_damaged_registry_cache_blob_is_not_quantized(
+    workspace: Path, store: Store, tmp_path: Path
+) -> None:
+    import shutil
+
+    cache = tmp_path / "registry_cache"
+    shutil.copytree(REPO / "registry_cache", cache)
+    model = _digest(workspace / "counter-f16.gguf")
+    blob = cache / "blobs" / "sha256" / model.removeprefix("sha256:")
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 1
+    blob.write_bytes(bytes(data))
+    with pytest.raises(DiagnosticError) as exc:
+        Builder(store, quantize="q8_0", registry_cache=cache).build_spec(
+            make_spec("counter:f16"), workspace, "q"
+        )
+    (diag,) = exc.value.diagnostics
+    assert diag.code == "MF216" or "does not match its digest" in (diag.hint or "")
+
+
+def test_only_referenced_blobs_enter_the_store(
+    workspace: Path, store: Store, tmp_path: Path
+) -> None:
+    """A registry-cache base's config and a dependency Modelfile's config are read as
+    values, not stored: after a build graph, `mfc gc --dry-run` lists nothing."""
+    import shutil
+
+    cache = tmp_path / "registry_cache"
+    shutil.copytree(REPO / "registry_cache", cache)
+    (workspace / "base.modelfile").write_text("FROM counter\nSYSTEM base\n")
+    (workspace / "Modelfile").write_text("FROM ./base.modelfile\nPARAMETER temperature 0\n")
+    from mfc.build import build_modelfile
+
+    r = build_modelfile(workspace, "top", store=store, registry_cache=cache)
+    assert r.config["model_family"] == "llama"
+    assert store.gc(dry_run=True) == []

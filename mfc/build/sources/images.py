@@ -5,6 +5,8 @@ adapters, read in one place."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mfc.build.caches import BuildCache
@@ -22,14 +24,16 @@ from mfc.store.store import Store, StoreError, adapter_scales, read_config
 
 
 def read_image(
-    store: Store, manifest: Manifest
-) -> tuple[dict[str, Any], dict[str, Any], tuple[AdapterUse, ...]]:
+    store: Store, manifest: Manifest, config: Mapping[str, Any] | None = None
+) -> tuple[Mapping[str, Any], dict[str, Any], tuple[AdapterUse, ...]]:
     """(config, parameters, adapters with scales) of a stored image.
 
     The one place the builder reads a base image's JSON blobs (StoreError for an
-    unreadable config; an unreadable params blob counts as no parameters).
+    unreadable config; an unreadable params blob counts as no parameters). ``config``:
+    the config, when it is not in the store (a dependency's, one of the registry cache).
     """
-    config = read_config(store, manifest)
+    if config is None:
+        config = read_config(store, manifest)
     params: dict[str, Any] = {}
     for d in manifest.layers_of(mt.PARAMS):
         try:
@@ -53,9 +57,19 @@ def image_base(
     locked: LockedInput,
     span: Span,
     warnings: tuple[Diagnostic, ...] = (),
+    outside: Mapping[str, Path] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> ResolvedBase:
+    """The base a stored image gives. ``outside``: model layers deliberately not stored
+    (digest → a verified file holding them; --quantize replaces them). ``config``: the
+    image's config when its blob is not stored (no manifest of the store references it)."""
     what = f"FROM `{locked.ref}`"
-    missing = [d for d in manifest.descriptors() if not store.has_blob(d.digest, d.size)]
+    outside = outside or {}
+    missing = [
+        d
+        for d in (manifest.layers if config is not None else manifest.descriptors())
+        if d.digest not in outside and not store.has_blob(d.digest, d.size)
+    ]
     if missing:
         raise codes.BAD_BASE.error(
             f"{what}: the model's blobs are missing from the store",
@@ -71,24 +85,29 @@ def image_base(
             hint="rebuild that model from a Modelfile whose FROM names a GGUF file",
         )
     try:
-        config, params, adapters = read_image(store, manifest)
+        config, params, adapters = read_image(store, manifest, config)
     except StoreError as exc:
         raise codes.BAD_BASE.error(f"{what}: unreadable config", span, hint=str(exc)) from None
     return ResolvedBase(
         layers=manifest.layers,
-        info=blob_info(store, cache, models, span),
+        info=blob_info(store, cache, models, span, outside),
         locked=locked,
         config=config,
         params=params,
         adapters=adapters,
         manifest=manifest,
-        model_files=tuple(store.blob_path(d.digest) for d in models),
+        model_files=tuple(outside.get(d.digest, store.blob_path(d.digest)) for d in models),
+        stored=not any(d.digest in outside for d in models),
         warnings=warnings,
     )
 
 
 def blob_info(
-    store: Store, cache: BuildCache, models: tuple[Descriptor, ...], span: Span
+    store: Store,
+    cache: BuildCache,
+    models: tuple[Descriptor, ...],
+    span: Span,
+    outside: Mapping[str, Path] | None = None,
 ) -> GGUFInfo:
     """Header facts of stored model layers (merged for a split set), from the info cache."""
     infos = []
@@ -96,7 +115,7 @@ def blob_info(
         info = cache.gguf_info(d.digest)
         if info is None:
             try:
-                info = inspect(store.blob_path(d.digest))
+                info = inspect((outside or {}).get(d.digest) or store.blob_path(d.digest))
             except GGUFFormatError as exc:
                 raise not_gguf(
                     f"the base model's blob {d.digest}",

@@ -30,4 +30,6 @@ def resolve(req: FromRef, ctx: Context) -> Resolved:
     )
     # its warnings are reported once, with the top-level build's
     warnings = result.diagnostics if fresh else ()
-    return image_base(ctx.store, ctx.cache, result.manifest, locked, req.span, warnings)
+    return image_base(
+        ctx.store, ctx.cache, result.manifest, locked, req.span, warnings, config=result.config
+    )
