@@ -61,6 +61,9 @@ def quantize_base(
     models = base.model_layers()
     if base.info.file_type == qtype:
         events.info(f"the base is already {qtype}; nothing to quantize")
+        if not base.stored:  # left where it lay for a quantizer that is not needed after all
+            for layer, path in zip(models, base.model_files, strict=True):
+                store.put_file(path, "auto", expected=layer.digest)
         return models, base.info
     if base.info.file_type not in SOURCE_TYPES:
         raise codes.BAD_QUANTIZE.error(
