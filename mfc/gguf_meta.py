@@ -5,7 +5,16 @@ The header is never hand-parsed: gguf-py owns the format. This leaf module
 pulling in the builder) turns the reader's fields into a small frozen record
 (cacheable as JSON, so a warm rebuild never re-reads a multi-GB header) and
 turns the reader's failures into a plain ``GGUFFormatError`` whose ``reason``
-the builder places on the Modelfile line that named the file.
+the builder places on the Modelfile line that named the file, and whose ``kind``
+says what class of damage it is (the builder words its diagnostic from the kind,
+never from the text).
+
+Besides reading, ``inspect`` checks what llama.cpp would refuse or crash on that
+the header alone shows (no tensor data is read): tensor data offsets as llama.cpp
+lays them out (aligned, contiguous, inside the file), tensor dimensions, the
+vocabulary arrays (equal lengths, no duplicate token — a duplicate makes
+llama.cpp abort), and tensor shapes against the hyper-parameters
+(``token_embd`` is ``[n_embd, n_vocab]``, ``blk.N`` for N < ``block_count``, no gap).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from struct import error as struct_error
-from typing import Any
+from typing import Any, Literal
 
 GGUF_MAGIC = b"GGUF"
 
@@ -24,13 +33,37 @@ GGUF_MAGIC = b"GGUF"
 SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
-class GGUFFormatError(Exception):
-    """The file is not a readable GGUF; ``reason`` says why in user terms."""
+ProblemKind = Literal[
+    "unreadable",  # the file cannot be read (permissions, I/O error)
+    "empty",
+    "not-gguf",  # no GGUF magic: a wrong file (an HTML error page, a safetensors file, ...)
+    "damaged-header",  # the magic is there but the metadata or tensor table does not parse
+    "truncated",  # tensor data runs past the end of the file: a partial download
+    "layout",  # tensor data offsets are not where llama.cpp expects them
+    "vocab",  # the tokenizer arrays disagree, or a token repeats
+    "shape",  # tensor shapes contradict the hyper-parameters or each other
+    "split",  # a shard of a split set is missing
+]
 
-    def __init__(self, path: Path, reason: str):
+
+class GGUFFormatError(Exception):
+    """The file is not a usable GGUF; ``reason`` says why in user terms, ``kind`` what class
+    of problem it is (for callers that choose a wording or a label)."""
+
+    def __init__(self, path: Path, reason: str, kind: ProblemKind = "damaged-header"):
         self.path = path
         self.reason = reason
+        self.kind: ProblemKind = kind
         super().__init__(f"{path}: {reason}")
+
+
+class _TableProblem(Exception):
+    """Raised inside the reader (which knows no path) for a bad tensor table entry."""
+
+    def __init__(self, kind: ProblemKind, reason: str):
+        self.kind: ProblemKind = kind
+        self.reason = reason
+        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +94,8 @@ class GGUFInfo:
     eos_token: str = ""
     split_no: int | None = None  # 0-based shard index of a split set
     split_count: int | None = None
+    token_count: int | None = None  # entries of tokenizer.ggml.tokens (None: no vocabulary)
+    block_count: int | None = None  # <arch>.block_count
     tensors: tuple[TensorInfo, ...] = ()
 
     @property
@@ -85,6 +120,8 @@ class GGUFInfo:
             "eos_token": self.eos_token,
             "split_no": self.split_no,
             "split_count": self.split_count,
+            "token_count": self.token_count,
+            "block_count": self.block_count,
             "tensors": [[t.name, list(t.shape), t.type] for t in self.tensors],
         }
 
@@ -175,12 +212,14 @@ def _check_magic(path: Path) -> int:
         with path.open("rb") as f:
             magic = f.read(4)
     except OSError as exc:
-        raise GGUFFormatError(path, f"cannot read the file: {exc.strerror}") from exc
+        raise GGUFFormatError(path, f"cannot read the file: {exc.strerror}", "unreadable") from exc
     if size == 0:
-        raise GGUFFormatError(path, "the file is empty")
+        raise GGUFFormatError(path, "the file is empty", "empty")
     if magic != GGUF_MAGIC:
         raise GGUFFormatError(
-            path, f"not a GGUF file (it starts with {magic!r}, a GGUF file starts with b'GGUF')"
+            path,
+            f"not a GGUF file (it starts with {magic!r}, a GGUF file starts with b'GGUF')",
+            "not-gguf",
         )
     return size
 
@@ -198,9 +237,51 @@ def _reader_class() -> type:
     import struct
 
     import numpy as np
-    from gguf import GGUFReader, GGUFValueType
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
 
     class HeaderReader(GGUFReader):  # type: ignore[misc]
+        def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
+            """Check each tensor's place as llama.cpp's ``gguf_init`` does, then let gguf-py
+            map the data: a bad entry is a ``_TableProblem`` with a kind, not a numpy error."""
+            expected, size, align = 0, len(self.data), int(self.alignment)
+            for field in fields:
+                _, name_data, n_dims, dims, raw_dtype, offset = field.parts
+                name = bytes(name_data).decode("utf-8", errors="replace")
+                if int(n_dims[0]) > 4:
+                    raise _TableProblem("layout", f"tensor `{name}` has {n_dims[0]} dimensions")
+                try:
+                    qtype = GGMLQuantizationType(int(raw_dtype[0]))
+                except ValueError:
+                    raise _TableProblem(
+                        "layout", f"tensor `{name}` has unknown type {int(raw_dtype[0])}"
+                    ) from None
+                block, type_size = GGML_QUANT_SIZES[qtype]
+                shape = [int(d) for d in dims]
+                if shape and shape[0] % block:
+                    raise _TableProblem(
+                        "shape",
+                        f"tensor `{name}` ({qtype.name}) has {shape[0]} columns, "
+                        f"not a multiple of its block size {block}",
+                    )
+                n_bytes = math.prod(shape) // block * type_size
+                start = int(offset[0])
+                if start != expected:
+                    raise _TableProblem(
+                        "layout",
+                        f"tensor `{name}` starts at data offset {start}, but the tensors "
+                        f"before it end at {expected} (llama.cpp needs them back to back, "
+                        f"aligned to {align} bytes)",
+                    )
+                end = start_offs + start + n_bytes
+                if end > size:
+                    raise _TableProblem(
+                        "truncated",
+                        f"the file is truncated: tensor data stops early at byte {size} "
+                        f"(tensor `{name}` ends at byte {end})",
+                    )
+                expected = start + (n_bytes + align - 1) // align * align
+            super()._build_tensors(start_offs, fields)
+
         def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
             if GGUFValueType(raw_type) != GGUFValueType.ARRAY:
                 return super()._get_field_parts(orig_offs, raw_type)
@@ -242,6 +323,8 @@ def inspect(path: Path) -> GGUFInfo:
     size = _check_magic(path)
     try:
         reader = _reader_class()(path)
+    except _TableProblem as exc:
+        raise GGUFFormatError(path, exc.reason, exc.kind) from None
     except (
         ValueError,
         IndexError,
@@ -250,24 +333,14 @@ def inspect(path: Path) -> GGUFInfo:
         UnicodeDecodeError,
         struct_error,
     ) as exc:
-        if "reshape" in str(exc):
-            reason = f"the file is truncated: tensor data stops early at byte {size}"
-        else:
-            reason = f"the GGUF header is damaged or truncated ({size} bytes): {exc}"
-        raise GGUFFormatError(path, reason) from exc
+        reason = f"the GGUF header is damaged or truncated ({size} bytes): {exc}"
+        raise GGUFFormatError(path, reason, "damaged-header") from exc
     except OSError as exc:
-        raise GGUFFormatError(path, f"cannot read the file: {exc}") from exc
+        raise GGUFFormatError(path, f"cannot read the file: {exc}", "unreadable") from exc
 
     tensors: list[TensorInfo] = []
     parameter_count = 0
     for t in reader.tensors:
-        end = t.data_offset + t.n_bytes
-        if end > size:
-            raise GGUFFormatError(
-                path,
-                f"the file is truncated: tensor `{t.name}` ends at byte {end} "
-                f"but the file has {size} bytes",
-            )
         tensors.append(
             TensorInfo(
                 t.name, tuple(int(d) for d in t.shape), GGMLQuantizationType(t.tensor_type).name
@@ -279,7 +352,8 @@ def inspect(path: Path) -> GGUFInfo:
     raw_file_type = _field(reader, "general.file_type")
     split_no = _field(reader, "split.no")
     split_count = _field(reader, "split.count")
-    return GGUFInfo(
+    token_count = _check_vocabulary(reader, path)
+    info = GGUFInfo(
         architecture=arch,
         name=_field(reader, "general.name"),
         general_type=_field(reader, "general.type") or "model",
@@ -297,8 +371,121 @@ def inspect(path: Path) -> GGUFInfo:
         eos_token=_token_text(reader, "tokenizer.ggml.eos_token_id"),
         split_no=_int_or_none(split_no),
         split_count=_int_or_none(split_count),
+        token_count=token_count,
+        block_count=_int_or_none(_field(reader, f"{arch}.block_count")) if arch else None,
         tensors=tuple(tensors),
     )
+    if (info.split_count or 1) == 1:  # a shard alone lacks the others' tensors
+        check_model(info, path)
+    return info
+
+
+def _array_count(reader: Any, key: str) -> int | None:
+    field = reader.get_field(key)
+    if field is None or not field.types or field.types[0].name != "ARRAY":
+        return None
+    return int(field.parts[4][0])  # parts: key length, key, type, item type, count, items
+
+
+def _check_vocabulary(reader: Any, path: Path) -> int | None:
+    """The number of tokens; GGUFFormatError ("vocab") when llama.cpp could not load them.
+
+    llama.cpp indexes scores and token types by token id without checking their length,
+    and aborts (GGML_ASSERT, SIGABRT) when a token text repeats — what a flipped byte
+    inside the vocabulary most often does. One pass over the raw token strings.
+    """
+    import struct
+
+    tokens = reader.get_field("tokenizer.ggml.tokens")
+    if tokens is None:
+        return None
+    count = _array_count(reader, "tokenizer.ggml.tokens")
+    if count is None or tokens.types[-1].name != "STRING":
+        raise GGUFFormatError(path, "tokenizer.ggml.tokens is not an array of strings", "vocab")
+    for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        n = _array_count(reader, key)
+        if n is not None and n != count:
+            raise GGUFFormatError(
+                path,
+                f"the vocabulary is damaged: {key} has {n} entries, "
+                f"tokenizer.ggml.tokens has {count}",
+                "vocab",
+            )
+    u64 = struct.Struct("<Q" if reader.endianess.name == "LITTLE" else ">Q")
+    buf = memoryview(tokens.parts[-1]).cast("B")
+    seen: dict[bytes, int] = {}
+    offs = 0
+    for token_id in range(count):
+        (n,) = u64.unpack_from(buf, offs)
+        text = bytes(buf[offs + 8 : offs + 8 + n])
+        offs += 8 + n
+        first = seen.setdefault(text, token_id)
+        if first != token_id:
+            shown = text.decode("utf-8", errors="replace")
+            raise GGUFFormatError(
+                path,
+                f"the vocabulary is damaged: token {token_id} repeats token {first} "
+                f"({shown!r}); llama.cpp aborts on a repeated token",
+                "vocab",
+            )
+    return count
+
+
+_BLOCK_RE = re.compile(r"^blk\.(\d+)\.")
+
+
+def check_model(info: GGUFInfo, path: Path) -> None:
+    """Tensor shapes against the hyper-parameters, for a whole model (all shards merged).
+
+    GGUFFormatError ("shape"): the vocabulary size against ``token_embd``/``output``
+    (``[n_embd, n_vocab]``), ``n_embd`` against ``<arch>.embedding_length``, the
+    ``blk.N`` tensors against ``<arch>.block_count`` (none beyond it, no gap). Adapters
+    and files without these keys pass: only what the file states is compared.
+    """
+    if info.is_adapter:
+        return
+    tensors = info.tensor_map()
+    for name in ("token_embd.weight", "output.weight"):
+        t = tensors.get(name)
+        if t is None or len(t.shape) != 2:
+            continue
+        n_embd, n_vocab = t.shape
+        if info.token_count is not None and n_vocab != info.token_count:
+            raise GGUFFormatError(
+                path,
+                f"tensor `{name}` is {list(t.shape)}: room for {n_vocab} tokens, "
+                f"but the vocabulary has {info.token_count}",
+                "shape",
+            )
+        if info.embedding_length is not None and n_embd != info.embedding_length:
+            raise GGUFFormatError(
+                path,
+                f"tensor `{name}` is {list(t.shape)}: {n_embd} wide, but "
+                f"{info.architecture}.embedding_length is {info.embedding_length}",
+                "shape",
+            )
+    if info.block_count is None:
+        return
+    blocks = {int(m[1]) for t in info.tensors if (m := _BLOCK_RE.match(t.name))}
+    if not blocks:
+        return
+    if max(blocks) >= info.block_count:
+        raise GGUFFormatError(
+            path,
+            f"tensors for block {max(blocks)} exist, but {info.architecture}.block_count "
+            f"is {info.block_count}",
+            "shape",
+        )
+    # a gap, not missing trailing blocks: a converter may drop trailing MTP/next-n blocks
+    # that block_count still counts, and llama.cpp loads those as optional
+    missing = sorted(set(range(max(blocks))) - blocks)
+    if missing:
+        raise GGUFFormatError(
+            path,
+            f"there are tensors for block {max(blocks)}, but none for block {missing[0]} "
+            f"(`blk.{missing[0]}.*`)",
+            "shape",
+        )
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -321,7 +508,7 @@ def split_set(first: Path) -> list[Path] | None:
     for shard in shards:
         if not shard.is_file():
             raise GGUFFormatError(
-                shard, f"shard {shard.name} of the {count}-file split set is missing"
+                shard, f"shard {shard.name} of the {count}-file split set is missing", "split"
             )
     return shards
 

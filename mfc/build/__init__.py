@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from mfc.build.builder import Builder, BuildEvent, BuildResult, Progress
+from mfc.build.builder import Builder
+from mfc.build.events import BuildEvent, Progress
+from mfc.build.result import BuildResult
 from mfc.store.names import ModelName
 from mfc.store.store import LinkMode, Store
 
@@ -40,9 +42,9 @@ def build_modelfile(
     ``tag`` None builds without naming the result (the blobs are stored, no
     manifest is written). ``Modelfile.lock`` is (re)written next to the file.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "Modelfile"
+    from mfc.modelfile.refs import modelfile_in
+
+    path = modelfile_in(Path(path))
     builder = Builder(
         store,
         build_args=build_args,
@@ -88,5 +90,5 @@ def build_text(
         registry_cache=registry_cache,
         progress=progress,
     )
-    spec, warnings = check_text(text, source, builder.opts.build_args)
+    spec, warnings = check_text(text, source, builder.build_args)
     return builder.build_spec(spec, Path(base_dir), tag, warnings=warnings)

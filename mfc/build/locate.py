@@ -1,16 +1,17 @@
 """Where FROM/ADAPTER inputs live on disk, and where the registry cache is.
 
-Paths in a Modelfile are relative to the Modelfile's directory (``~`` expands).
-The registry cache (an OCI image layout of base models, vendored like a
-dependency cache) is found, first match wins:
+Paths in a Modelfile are relative to the Modelfile's directory (``~`` expands; what
+can only be a path is ``mfc.modelfile.refs``). The registry cache (an OCI image
+layout of base models, vendored like a dependency cache) is found, first match wins:
 
 1. ``--registry-cache DIR`` (the ``registry_cache=`` argument);
 2. ``$MFC_REGISTRY_CACHE``;
 3. a ``registry_cache/`` directory holding an ``oci-layout`` file in the
    Modelfile's directory or any parent, then in the working directory or any
-   parent (a project vendors its base models next to its Modelfiles);
-4. the ``registry_cache/`` of the mfc source checkout, if mfc runs from one
-   (so ``make demo`` works from anywhere).
+   parent (a project vendors its base models next to its Modelfiles; the mfc
+   repository's own ``registry_cache/`` is found this way by ``make demo``).
+
+Nothing else: the search never looks where mfc itself is installed.
 """
 
 from __future__ import annotations
@@ -19,30 +20,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import mfc
 from mfc.gguf_meta import SPLIT_RE
 
 REGISTRY_CACHE_ENV = "MFC_REGISTRY_CACHE"
 REGISTRY_CACHE_DIRNAME = "registry_cache"
-
-
-def expand(ref: str, base_dir: Path) -> Path:
-    """A Modelfile path value as an absolute path (``~`` expanded, relative to ``base_dir``)."""
-    return (base_dir / Path(ref).expanduser()).absolute()
-
-
-def looks_like_path(ref: str) -> bool:
-    """True when a FROM value can only mean a file (so "not found" must not try names)."""
-    return (
-        ref.startswith(("/", "./", "../", "~", ".\\"))
-        or ref in (".", "..")
-        or ref.lower().endswith((".gguf", ".modelfile"))
-        or ref.endswith("Modelfile")
-    )
-
-
-def is_modelfile_path(path: Path) -> bool:
-    return path.name.endswith("Modelfile") or path.name.lower().endswith(".modelfile")
 
 
 def gguf_files(directory: Path) -> list[Path]:
@@ -101,9 +82,6 @@ def find_registry_cache(
             candidate = directory / REGISTRY_CACHE_DIRNAME
             if _is_layout(candidate):
                 return candidate, f"found upward from {start}"
-    checkout = Path(mfc.__file__).resolve().parent.parent / REGISTRY_CACHE_DIRNAME
-    if _is_layout(checkout):
-        return checkout, "the mfc source checkout"
     searched = " and ".join(str(s.absolute()) for s in starts)
     return None, (
         f"no `{REGISTRY_CACHE_DIRNAME}/` in {searched} or their parents, "

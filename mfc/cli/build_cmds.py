@@ -127,11 +127,12 @@ def _run_build(
 ) -> None:
     from mfc.build import build_modelfile
     from mfc.diagnostics.diagnostic import DiagnosticError
+    from mfc.modelfile.refs import modelfile_in
     from mfc.store.store import Store, StoreError
 
     from_stdin = str(modelfile) == "-"
-    if modelfile.is_dir():
-        modelfile = modelfile / "Modelfile"
+    if not from_stdin:
+        modelfile = modelfile_in(modelfile)
     if not from_stdin and not modelfile.is_file():
         click.echo(f"error: no Modelfile at {modelfile}", err=True)
         click.echo(

@@ -15,24 +15,20 @@ if TYPE_CHECKING:
     from mfc.runtime.model import ModelImage
 
 
-def _looks_like_path(name: str) -> bool:
-    """`*.gguf`, `./x`, `../x`, `/x`, `~/x`: a file, never a store name."""
-    return name.endswith(".gguf") or name.startswith(("./", "../", "/", "~", ".\\"))
-
-
 def _image(name: str) -> ModelImage:
     """A model from the store, or a GGUF file run as a bare model.
 
-    Paths are `*.gguf` names, names starting `./` `../` `/` `~`, and existing
-    files named with a `/`; a missing one is "no such file" (MF301), not a
-    complaint about model-name syntax. Other names (`llama3`, `user/model:tag`)
-    are looked up in the store.
+    Paths are what `mfc.modelfile.refs.looks_like_path` says can only be a path
+    (`*.gguf`, `./x`, `../x`, `/x`, `~/x`, …) and existing files named with a `/`;
+    a missing one is "no such file" (MF301), not a complaint about model-name
+    syntax. Other names (`llama3`, `user/model:tag`) are looked up in the store.
     """
     from mfc.diagnostics import codes
+    from mfc.modelfile.refs import looks_like_path
     from mfc.runtime.model import image_from_gguf, load_image
 
     path = Path(name).expanduser()
-    if _looks_like_path(name) or ("/" in name and path.exists()):
+    if looks_like_path(name) or ("/" in name and path.exists()):
         if path.is_file():
             return image_from_gguf(path)
         if path.is_dir():

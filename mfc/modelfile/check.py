@@ -28,6 +28,7 @@ from mfc.modelfile.params import (
     suggest,
 )
 from mfc.modelfile.parser import ParseResult, parse_bytes, parse_text
+from mfc.modelfile.refs import looks_like_path
 from mfc.modelfile.spec import AdapterRef, BaseRef, Message, ModelSpec, Param, Text
 
 _ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -314,8 +315,8 @@ class _Checker:
                 )
             )
             return value
-        looks_like_path = _looks_like_path(value)
-        if kw == "FROM" and "@" in value and not looks_like_path:
+        path_only = looks_like_path(value)
+        if kw == "FROM" and "@" in value and not path_only:
             digest = value.rpartition("@")[2]
             if not is_digest(digest):
                 at = value.rindex("@")
@@ -327,7 +328,7 @@ class _Checker:
                         label="not sha256:<64 hex>",
                     )
                 )
-        if kw == "DRAFT" or looks_like_path:
+        if kw == "DRAFT" or path_only:
             self.check_path(inst, value, kw)
         return value
 
@@ -342,7 +343,7 @@ class _Checker:
                 return
         elif path.exists():
             return
-        if kw == "DRAFT" and not _looks_like_path(value):
+        if kw == "DRAFT" and not looks_like_path(value):
             return  # a model name; the builder resolves it
         self.add(
             codes.PATH_NOT_FOUND(
@@ -355,7 +356,7 @@ class _Checker:
 
     def check_draft_differs(self, inst: Instruction, value: str, froms: list[str]) -> None:
         """Ollama refuses a DRAFT that is the same local path as a FROM."""
-        if not _looks_like_path(value):
+        if not looks_like_path(value):
             return
         base = self.base_dir or Path(".")
 
@@ -363,7 +364,7 @@ class _Checker:
             p = Path(os.path.expanduser(v))
             return os.path.normpath(p if p.is_absolute() else base / p)
 
-        if any(_looks_like_path(f) and where(f) == where(value) for f in froms):
+        if any(looks_like_path(f) and where(f) == where(value) for f in froms):
             self.add(
                 codes.DRAFT_SAME_AS_FROM(
                     inst.value_span,
@@ -547,12 +548,3 @@ def _shift(inst: Instruction, by: int) -> Span | None:
         return None
     s = inst.value_span
     return Span(s.file, s.line, s.column, s.end_line, s.end_column, s.start + by, s.end)
-
-
-def _looks_like_path(value: str) -> bool:
-    return (
-        value.startswith(("/", "./", "../", "~", "\\", ".\\", "..\\"))
-        or value in (".", "..")
-        or re.match(r"[A-Za-z]:[\\/]", value) is not None
-        or value.lower().endswith((".gguf", ".bin", ".safetensors", "modelfile", ".modelfile"))
-    )
