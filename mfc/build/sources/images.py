@@ -4,7 +4,6 @@ adapters, read in one place."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from mfc.diagnostics.diagnostic import Diagnostic
 from mfc.diagnostics.span import Span
 from mfc.gguf_meta import GGUFFormatError, GGUFInfo, inspect, merge_split
 from mfc.store import media_types as mt
+from mfc.store.image import read_params
 from mfc.store.manifest import Descriptor, Manifest
 from mfc.store.store import Store, StoreError, adapter_scales, read_config
 
@@ -26,22 +26,14 @@ from mfc.store.store import Store, StoreError, adapter_scales, read_config
 def read_image(
     store: Store, manifest: Manifest, config: Mapping[str, Any] | None = None
 ) -> tuple[Mapping[str, Any], dict[str, Any], tuple[AdapterUse, ...]]:
-    """(config, parameters, adapters with scales) of a stored image.
-
-    The one place the builder reads a base image's JSON blobs (StoreError for an
-    unreadable config; an unreadable params blob counts as no parameters). ``config``:
-    the config, when it is not in the store (a dependency's, one of the registry cache).
+    """(config, parameters, adapters with scales) of a stored image, through the store's
+    one image read model (``mfc.store.image``). StoreError for an unreadable config or
+    params layer. ``config``: the config, when it is not in the store (a dependency's,
+    one of the registry cache).
     """
     if config is None:
         config = read_config(store, manifest)
-    params: dict[str, Any] = {}
-    for d in manifest.layers_of(mt.PARAMS):
-        try:
-            obj = json.loads(store.read_blob(d.digest))
-        except (StoreError, ValueError):
-            continue
-        if isinstance(obj, dict):
-            params.update(obj)
+    params: dict[str, Any] = dict(read_params(store, manifest))
     scales = adapter_scales(config, manifest)  # paired by position
     adapters = tuple(
         AdapterUse(layer, scale)
