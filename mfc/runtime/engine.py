@@ -417,7 +417,9 @@ class Engine:
         mp = llama_cpp.llama_model_default_params()
         mp.n_gpu_layers = o.n_gpu_layers
         mp.main_gpu = o.main_gpu
-        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if o.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        mp.load_mode = (
+            llama_cpp.LLAMA_LOAD_MODE_MMAP if o.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        )
         model = llama_cpp.llama_model_load_from_file(str(self.model_path).encode(), mp)
         if not model:
             raise EngineError(
@@ -589,7 +591,9 @@ class Engine:
             raise PromptTooLongError(len(tokens), n_ctx)
         if not tokens:
             raise EngineError("the prompt is empty (no tokens to start from)")
-        slot = max(free, key=lambda s: (_common(s.cached, tokens), -s.last_used))
+        # The free slot holding the longest prefix; a shared BOS alone is no reason to
+        # overwrite another conversation's cache, so then the least recently used.
+        slot = max(free, key=lambda s: (_useful(_common(s.cached, tokens)), -s.last_used))
         reuse = _common(slot.cached, tokens)
         # A prefix held by a busy sequence (a shared system prompt …) is copied.
         donors = [s for s in self._slots if s.req is not None and s is not slot]
@@ -648,7 +652,8 @@ class Engine:
             g = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
             if not g:
                 llama_cpp.llama_sampler_free(chain)
-                raise EngineError(f"llama.cpp rejected the grammar: {reason(LLAMA_LOG.since(mark))}")
+                why = reason(LLAMA_LOG.since(mark))
+                raise EngineError(f"llama.cpp rejected the grammar: {why}")
             add(chain, g)
         seed = s.seed if s.seed >= 0 else DEFAULT_SEED
         if s.temperature < 0.0:
@@ -790,7 +795,8 @@ class Engine:
         num_keep = slot.req.sampling.num_keep
         cached = slot.cached
         n = len(cached)
-        keep = len(slot.prompt) if num_keep < 0 else num_keep + int(n > 0 and cached[0] == self._bos)
+        bos = int(n > 0 and cached[0] == self._bos)
+        keep = len(slot.prompt) if num_keep < 0 else num_keep + bos
         keep = max(0, min(keep, n - 2))
         discard = (n - keep) // 2
         seq = slot.seq_id
@@ -840,9 +846,7 @@ class Engine:
 
     def _count(self, **add: int) -> None:
         c = self._counters
-        self._counters = dataclasses.replace(
-            c, **{k: getattr(c, k) + v for k, v in add.items()}
-        )
+        self._counters = dataclasses.replace(c, **{k: getattr(c, k) + v for k, v in add.items()})
 
     # -- embeddings --------------------------------------------------------------------
 
@@ -899,6 +903,10 @@ def _common(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def _useful(common: int) -> int:
+    return common if common > 1 else 0
 
 
 def _empty_stats(req: _Request, why: str) -> Stats:

@@ -19,6 +19,7 @@ re-installs it if something else replaced it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import os
@@ -29,8 +30,10 @@ logger = logging.getLogger("mfc.llama")
 logger.addHandler(logging.NullHandler())  # quiet unless the application configures logging
 
 ENV = "MFC_LLAMA_LOG"
-# ggml_log_level: NONE 0, INFO 1, WARN 2, ERROR 3, DEBUG 4, CONT 5 (continues the last line)
-_LEVELS = {0: logging.INFO, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+# ggml.h's ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the
+# last line). llama-cpp-python 0.3.36's _logger.py still documents an older order (INFO 1 …
+# DEBUG 4), which files llama.cpp's errors as debug output; measured: a failed load logs at 4.
+_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 _STDERR_LEVELS = {
     "none": logging.CRITICAL + 1,
     "error": logging.ERROR,
@@ -94,10 +97,8 @@ class LlamaLog:
         if level >= self.stderr_level():
             # Straight to the file descriptor: survives an abort that follows,
             # and is not swallowed by a redirected sys.stderr.
-            try:
+            with contextlib.suppress(OSError):
                 os.write(2, f"llama.cpp: {line}\n".encode("utf-8", "replace"))
-            except OSError:
-                pass
         logger.log(level, "%s", line)
 
     def install(self) -> None:
@@ -107,10 +108,8 @@ class LlamaLog:
         if self._callback is None:
 
             def callback(level: int, text: bytes | None, user_data: object) -> None:
-                try:
+                with contextlib.suppress(Exception):  # never raise into C
                     self.feed(int(level), (text or b"").decode("utf-8", "replace"))
-                except Exception:  # never raise into C
-                    pass
 
             self._callback = llama_cpp.llama_log_callback(callback)
         llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))

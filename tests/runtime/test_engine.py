@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mfc.runtime.engine import Engine, EngineError, PromptTooLongError, json_grammar
+from mfc.runtime.engine import Engine, EngineError, Generation, PromptTooLongError, json_grammar
 from mfc.runtime.model import Adapter
 from mfc.runtime.options import LoadOptions, SamplingOptions
 from mfc.testing.fixtures import expected_continuation
@@ -185,4 +185,168 @@ def test_embedding_is_normalised_and_deterministic(engine: Engine) -> None:
 @pytest.mark.parametrize("fixture", ["counter-f16.gguf", "counter-q8_0.gguf"])
 def test_other_tensor_types_count_too(fixture_models: dict[str, Path], fixture: str) -> None:
     with Engine(fixture_models[fixture], SMALL) as e:
+        assert e.generate("abc", GREEDY).result() == "defghijklmnopqrstuvwxyz"
+
+
+# -- the step loop: several sequences, queueing, cancel, prompt cache ---------------------
+
+PROMPTS = ["abc", "m", "hello wor", "ABC", "klm", "xyz", "pqr"]
+
+
+@pytest.fixture(scope="module")
+def parallel(fixture_models: dict[str, Path]):
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=4) as e:
+        yield e
+
+
+def test_concurrent_generations_equal_their_solo_output(parallel: Engine) -> None:
+    solo = {p: parallel.generate(p, GREEDY).result() for p in PROMPTS}
+    assert solo == {p: expected_continuation(p) for p in PROMPTS}
+    before = parallel.counters
+    results: dict[str, str] = {}
+    barrier = threading.Barrier(len(PROMPTS))
+
+    def run(prompt: str) -> None:
+        barrier.wait()
+        results[prompt] = parallel.generate(prompt, GREEDY).result()
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == solo
+    after = parallel.counters
+    assert after.max_sequences_in_decode > 1  # batched: several sequences in one llama_decode
+    assert after.generations - before.generations == len(PROMPTS)
+    assert parallel.llama_threads == {parallel.worker_ident}
+
+
+def test_requests_beyond_the_slots_wait_their_turn(parallel: Engine) -> None:
+    # started from one thread without reading: 7 > 4 slots, the last 3 queue (FIFO)
+    gens = [parallel.generate(p, greedy(num_predict=6)) for p in PROMPTS]
+    assert [g.result() for g in gens] == [expected_continuation(p, max_tokens=6) for p in PROMPTS]
+
+
+def test_cancel_frees_the_slot_for_a_waiting_request(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=1) as e:
+        first = e.generate("abc", GREEDY)
+        waiting = e.generate("klm", GREEDY)  # no free slot until `first` ends
+        assert next(iter(first)) == "d"
+        first.cancel()
+        assert first.stats is not None and first.stats.done_reason == "cancel"
+        assert waiting.result() == expected_continuation("klm")
+        # a request cancelled while still queued never takes a slot
+        busy = e.generate("abc", GREEDY)
+        queued = e.generate("xyz", GREEDY)
+        queued.cancel()
+        assert queued.stats is not None and queued.stats.done_reason == "cancel"
+        assert queued.text == ""
+        assert busy.result() == "defghijklmnopqrstuvwxyz"
+
+
+def test_closing_the_iterator_cancels(parallel: Engine) -> None:
+    gen = parallel.generate("abc", GREEDY)
+    for chunk in gen:
+        assert chunk == "d"
+        break
+    # breaking out of a for loop does not close a generator at once; close() does
+    it = iter(parallel.generate("abc", GREEDY))
+    next(it)
+    it.close()
+    assert parallel.generate("klm", greedy(num_predict=3)).result() == "nop"
+
+
+def test_next_turn_reuses_the_cached_prefix(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL) as e:
+        history = "abcdefghij"
+        first = e.generate(history, greedy(num_predict=3))
+        assert first.result() == "klm"
+        second = e.generate(history + "klmnop", greedy(num_predict=3))
+        assert second.result() == "qrs"
+        assert second.stats is not None
+        # only the new text is decoded: BOS, the history and the answer's tokens that
+        # were fed back ("kl"; "m", sampled last, never was) were still in the KV cells
+        assert second.stats.prompt_eval_count == len("mnop")
+        assert e.counters.prompt_tokens_reused >= 1 + len(history)
+
+
+def test_embeddings_do_not_disturb_a_cached_chat(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL) as e:
+        history = "abcdefghij"
+        assert e.generate(history, greedy(num_predict=3)).result() == "klm"
+        vec = e.embed("something else entirely")
+        assert abs(sum(x * x for x in vec) - 1.0) < 1e-4
+        again = e.generate(history + "klm", greedy(num_predict=3))
+        assert again.result() == "nop"
+        assert again.stats is not None and again.stats.prompt_eval_count == len("m")
+
+
+def test_prefix_of_a_busy_sequence_is_copied_not_recomputed(
+    fixture_models: dict[str, Path],
+) -> None:
+    shared = "abcdefghijklmnopqrstuvwxyz" * 3  # a long common prefix (a system prompt …)
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=2) as e:
+        solo = e.generate(shared + "klm", greedy(num_predict=8)).result()
+        e.generate("x", greedy(num_predict=1)).result()  # slot 0 now holds another prompt
+
+        def both_at_once() -> tuple[Generation, Generation]:
+            # on the engine thread: admit A and decode its prompt, then admit B while
+            # A is still running, exactly as the step loop would between two steps
+            a = e.generate(shared + "abc", greedy(num_predict=8))
+            e._take_inbox(block=False)
+            e._admit()
+            e._step()
+            b = e.generate(shared + "klm", greedy(num_predict=8))
+            e._take_inbox(block=False)
+            e._admit()
+            return a, b
+
+        copies = e.counters.prefix_copies
+        a, b = e._call(both_at_once)
+        assert a.result() == expected_continuation(shared + "abc", max_tokens=8)
+        assert b.result() == solo
+        assert e.counters.prefix_copies == copies + 1
+        assert b.stats is not None and b.stats.prompt_eval_count == len("klm")
+
+
+def test_counters_count_steps_and_tokens(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL) as e:
+        gen = e.generate("abc", greedy(num_predict=5))
+        gen.result()
+        c = e.counters
+    # one step decodes the prompt (BOS + 3 tokens) and samples; 4 more each feed one token
+    assert (c.decode_calls, c.steps, c.tokens_decoded) == (5, 5, 4 + 4)
+    assert c.max_sequences_in_decode == 1
+
+
+@pytest.mark.parametrize(
+    ("fixture", "reason"),
+    [
+        ("not-gguf.gguf", "invalid magic characters"),
+        ("truncated.gguf", "not within the file bounds"),
+    ],
+)
+def test_load_error_quotes_llama_cpp(
+    fixture_models: dict[str, Path], fixture: str, reason: str
+) -> None:
+    with pytest.raises(EngineError, match="could not load") as info:
+        Engine(fixture_models[fixture], SMALL)
+    assert reason in str(info.value)
+    assert "llama.cpp said:" in str(info.value)
+
+
+def test_llama_log_goes_through_logging(
+    fixture_models: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.ERROR, logger="mfc.llama"), pytest.raises(EngineError):
+        Engine(fixture_models["not-gguf.gguf"], SMALL)
+    assert any("invalid magic" in r.getMessage() for r in caplog.records)
+
+
+def test_flash_attention_is_an_option(fixture_models: dict[str, Path]) -> None:
+    fa = dataclasses.replace(SMALL, flash_attn=True)
+    with Engine(fixture_models["counter-f32.gguf"], fa) as e:
         assert e.generate("abc", GREEDY).result() == "defghijklmnopqrstuvwxyz"
