@@ -288,6 +288,16 @@ class Engine:
     def counters(self) -> Counters:
         return self._counters
 
+    @property
+    def running(self) -> int:
+        """Sequences decoding now (at most `n_seq_max`)."""
+        return sum(s.req is not None for s in self._slots)
+
+    @property
+    def waiting(self) -> int:
+        """Generations queued for a free slot (approximate while requests arrive)."""
+        return len(self._waiting) + self._inbox.qsize()
+
     def tokenize(self, text: str) -> list[int]:
         """Tokens exactly as `generate` would feed them (BOS per the model, specials parsed)."""
         return self._call(lambda: self._tokenize(text))
@@ -356,11 +366,23 @@ class Engine:
                 self._take_inbox(block=not busy and not self._waiting)
                 if self._stopping:
                     break
-                self._admit()
-                if any(s.req is not None for s in self._slots):
-                    self._step()
+                try:
+                    self._admit()
+                    if any(s.req is not None for s in self._slots):
+                        self._step()
+                except Exception as exc:  # a bug here must not leave callers waiting forever
+                    self._fail_running(exc)
         finally:
             self._shutdown()
+
+    def _fail_running(self, exc: Exception) -> None:
+        import llama_cpp
+
+        for slot in self._slots:
+            if slot.req is not None:
+                llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+                slot.cached = []
+                self._finish(slot, "error", exc)
 
     def _take_inbox(self, *, block: bool) -> None:
         while True:
