@@ -10,7 +10,9 @@ application configures logging), the recent warnings and errors are kept so an
 written straight to file descriptor 2 as they happen: an abort inside
 llama.cpp (which no Python code survives) then still leaves its reason on the
 terminal. ``MFC_LLAMA_LOG`` (``none``, ``error``, ``warn``, ``info``,
-``debug``; default ``error``) sets what reaches stderr directly.
+``debug``; default ``error``) sets what reaches stderr directly. An abort's
+own message (``GGML_ASSERT(…) failed``) is printed by ggml itself; its gdb
+backtrace is turned off (``GGML_NO_BACKTRACE``) unless the level is ``debug``.
 
 The callback is process-wide (llama.cpp has one); `install` is idempotent and
 re-installs it if something else replaced it.
@@ -105,6 +107,10 @@ class LlamaLog:
         """Make llama.cpp (and ggml) log through this object. Call on the engine thread."""
         import llama_cpp
 
+        if self.stderr_level() > logging.DEBUG:
+            # On an abort ggml prints its reason and then attaches gdb for a backtrace:
+            # pages of noise for a user whose model file is damaged.
+            os.environ.setdefault("GGML_NO_BACKTRACE", "1")
         if self._callback is None:
 
             def callback(level: int, text: bytes | None, user_data: object) -> None:

@@ -350,3 +350,34 @@ def test_flash_attention_is_an_option(fixture_models: dict[str, Path]) -> None:
     fa = dataclasses.replace(SMALL, flash_attn=True)
     with Engine(fixture_models["counter-f32.gguf"], fa) as e:
         assert e.generate("abc", GREEDY).result() == "defghijklmnopqrstuvwxyz"
+
+
+def test_an_abort_inside_llama_cpp_still_says_why(
+    fixture_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A vocabulary with a duplicated token makes llama.cpp abort while loading (no
+    Python code survives that): its reason must still reach stderr, without pages of
+    gdb backtrace."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data = bytearray(fixture_models["counter-f32.gguf"].read_bytes())
+    at = data.find(b"\x01\x00\x00\x00\x00\x00\x00\x00b")  # the one-byte token "b"
+    data[at + 8] = ord("a")  # now "a" twice
+    damaged = tmp_path / "dup-vocab.gguf"
+    damaged.write_bytes(data)
+    code = (
+        "import sys; from pathlib import Path; from mfc.runtime.engine import Engine\n"
+        "from mfc.runtime.options import LoadOptions\n"
+        "Engine(Path(sys.argv[1]), LoadOptions(64, 64, 1, 0, 0, True))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GGML_NO_BACKTRACE", "MFC_LLAMA_LOG")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(damaged)], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == -signal.SIGABRT
+    # measured: "llama-vocab.cpp:2544: GGML_ASSERT(id_to_token.size() == token_to_id.size())"
+    assert "GGML_ASSERT(" in proc.stderr and "failed" in proc.stderr
+    assert "futex" not in proc.stderr and "#0 " not in proc.stderr  # no gdb backtrace
