@@ -381,3 +381,17 @@ def test_an_abort_inside_llama_cpp_still_says_why(
     # measured: "llama-vocab.cpp:2544: GGML_ASSERT(id_to_token.size() == token_to_id.size())"
     assert "GGML_ASSERT(" in proc.stderr and "failed" in proc.stderr
     assert "futex" not in proc.stderr and "#0 " not in proc.stderr  # no gdb backtrace
+
+
+def test_shared_prefix_seen_before_is_decoded_once(fixture_models: dict[str, Path]) -> None:
+    """Four requests with the same long prefix (an agent's system prompt), seen once
+    before: one reuses the idle slot that holds it, the others copy it or reuse it —
+    none decodes it again."""
+    shared = "abcdefghijklmnopqrstuvwxyz" * 3
+    suffixes = ["abc", "klm", "pqr", "xyz"]
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=4) as e:
+        solo = {s: e.generate(shared + s, greedy(num_predict=6)).result() for s in suffixes}
+        gens = {s: e.generate(shared + s, greedy(num_predict=6)) for s in suffixes}
+        assert {s: g.result() for s, g in gens.items()} == solo
+        for g in gens.values():
+            assert g.stats is not None and g.stats.prompt_eval_count <= 3
