@@ -191,14 +191,6 @@ class _Slot:
     start_ns: int = 0
     first_ns: int = 0
 
-    @property
-    def decoding(self) -> bool:
-        return self.next_token is not None
-
-    @property
-    def prefilling(self) -> bool:
-        return self.req is not None and self.fed < len(self.prompt)
-
 
 class _Pieces:
     """token -> bytes with one reusable buffer."""
@@ -245,11 +237,14 @@ class Engine:
         self.n_seq_max = n_seq_max
         self.llama_threads: set[int] = set()
         self.load_duration_ns = 0
-        self._counters = Counters()
+        # plain ints, updated on the engine thread (dataclasses.replace costs ~40 µs a step)
+        self._tally = dataclasses.asdict(Counters())
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._waiting: collections.deque[_Request] = collections.deque()
         self._slots = [_Slot(i) for i in range(n_seq_max)]
+        self._busy: list[_Slot] = []  # slots serving a request, in admission order
         self._tick = 0
+        self._outbox: list[tuple[queue.SimpleQueue[tuple[str, Any]], tuple[str, Any]]] = []
         self._closed = False
         self._stopping = False
         # llama.cpp handles, owned by the engine thread
@@ -286,12 +281,13 @@ class Engine:
 
     @property
     def counters(self) -> Counters:
-        return self._counters
+        """A snapshot of the step loop's counts."""
+        return Counters(**self._tally)
 
     @property
     def running(self) -> int:
         """Sequences decoding now (at most `n_seq_max`)."""
-        return sum(s.req is not None for s in self._slots)
+        return len(self._busy)
 
     @property
     def waiting(self) -> int:
@@ -362,13 +358,16 @@ class Engine:
         self.llama_threads.add(threading.get_ident())
         try:
             while not self._stopping:
-                busy = any(s.req is not None for s in self._slots)
-                self._take_inbox(block=not busy and not self._waiting)
+                if not self._busy and not self._waiting:
+                    self._take_inbox(block=True)  # idle: sleep until work arrives
+                elif not self._inbox.empty():
+                    self._take_inbox(block=False)
                 if self._stopping:
                     break
                 try:
-                    self._admit()
-                    if any(s.req is not None for s in self._slots):
+                    if self._waiting:
+                        self._admit()
+                    if self._busy:
                         self._step()
                 except Exception as exc:  # a bug here must not leave callers waiting forever
                     self._fail_running(exc)
@@ -378,13 +377,14 @@ class Engine:
     def _fail_running(self, exc: Exception) -> None:
         import llama_cpp
 
-        for slot in self._slots:
-            if slot.req is not None:
-                llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
-                slot.cached = []
-                self._finish(slot, "error", exc)
+        for slot in list(self._busy):
+            llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            slot.cached = []
+            self._finish(slot, "error", exc)
 
     def _take_inbox(self, *, block: bool) -> None:
+        if block:
+            self._flush()
         while True:
             try:
                 kind, item = self._inbox.get() if block else self._inbox.get_nowait()
@@ -398,6 +398,7 @@ class Engine:
                 self._waiting.append(item)
             else:  # "call": runs between steps
                 fn, fut = item
+                self._flush()
                 if fut.set_running_or_notify_cancel():
                     try:
                         fut.set_result(fn())
@@ -405,9 +406,8 @@ class Engine:
                         fut.set_exception(exc)
 
     def _shutdown(self) -> None:
-        for slot in self._slots:
-            if slot.req is not None:
-                self._finish(slot, "cancel")
+        for slot in list(self._busy):
+            self._finish(slot, "cancel")
         while self._waiting:
             self._waiting.popleft().out.put(("error", EngineError("the engine was closed")))
         while True:  # anything that arrived after the stop
@@ -419,6 +419,7 @@ class Engine:
                 item.out.put(("error", EngineError("the engine was closed")))
             elif kind == "call":
                 item[1].set_exception(EngineError("the engine was closed"))
+        self._flush()
         self._free()
 
     # -- load / free ----------------------------------------------------------------
@@ -642,6 +643,7 @@ class Engine:
         s = req.sampling
         slot.sampler = self._sampler(s, req.grammar)
         slot.req = req
+        self._busy.append(slot)
         slot.prompt = tokens
         slot.fed = slot.reused = reuse
         slot.next_token = None
@@ -703,6 +705,7 @@ class Engine:
         self._b_logits = np.ctypeslib.as_array(b.logits, shape=(cap,))
         np.ctypeslib.as_array(b.n_seq_id, shape=(cap,))[:] = 1
         self._b_seq = [-1] * cap  # what seq_id[i][0] holds: written only when it changes
+        self._p_token, self._p_pos, self._p_logits, self._p_seq = b.token, b.pos, b.logits, b.seq_id
 
     def _set_seq(self, start: int, end: int, seq_id: int) -> None:
         rows = self._batch.seq_id
@@ -715,28 +718,35 @@ class Engine:
     def _step(self) -> None:
         import llama_cpp
 
-        for slot in self._slots:  # cancelled sequences leave before the batch is built
-            if slot.req is not None and slot.req.cancel.is_set():
-                self._finish(slot, "cancel")
+        # This runs once per token: kept lean (right after a decode has streamed the
+        # weights through the CPU caches, every Python operation is slow).
+        for slot in [s for s in self._busy if s.req.cancel.is_set()]:  # type: ignore[union-attr]
+            self._finish(slot, "cancel")  # cancelled sequences leave before the batch is built
         cap = self._batch_cap
         n = 0
         outputs: list[tuple[_Slot, int]] = []
         in_batch: list[_Slot] = []
-        for slot in self._slots:
-            if slot.req is not None and slot.next_token is not None:
-                self._b_token[n] = slot.next_token
-                self._b_pos[n] = len(slot.cached)
-                self._b_logits[n] = 1
-                self._set_seq(n, n + 1, slot.seq_id)
-                slot.cached.append(slot.next_token)
-                slot.next_token = None
-                outputs.append((slot, n))
-                in_batch.append(slot)
-                n += 1
-        # Prompt chunks fill what is left, oldest request first.
-        for slot in sorted(
-            (s for s in self._slots if s.prefilling), key=lambda s: s.req.submitted_ns
-        ):
+        prefill: list[_Slot] = []
+        token_p, pos_p, logits_p, seq_p = self._p_token, self._p_pos, self._p_logits, self._p_seq
+        known = self._b_seq
+        for slot in self._busy:
+            token = slot.next_token
+            if token is None:
+                if slot.fed < len(slot.prompt):
+                    prefill.append(slot)
+                continue
+            token_p[n] = token
+            pos_p[n] = len(slot.cached)
+            logits_p[n] = 1
+            if known[n] != slot.seq_id:
+                seq_p[n][0] = known[n] = slot.seq_id
+            slot.cached.append(token)
+            slot.next_token = None
+            outputs.append((slot, n))
+            in_batch.append(slot)
+            n += 1
+        # Prompt chunks fill what is left, oldest request first (busy is in admission order).
+        for slot in prefill:
             if n >= cap:
                 break
             chunk = slot.prompt[slot.fed : slot.fed + cap - n]
@@ -757,15 +767,14 @@ class Engine:
             return
         self._batch.n_tokens = n
         mark = LLAMA_LOG.mark()
+        self._flush()
         rc = llama_cpp.llama_decode(self._ctx, self._batch)
-        c = self._counters
-        self._counters = dataclasses.replace(
-            c,
-            steps=c.steps + 1,
-            decode_calls=c.decode_calls + 1,
-            tokens_decoded=c.tokens_decoded + n,
-            max_sequences_in_decode=max(c.max_sequences_in_decode, len(in_batch)),
-        )
+        tally = self._tally
+        tally["steps"] += 1
+        tally["decode_calls"] += 1
+        tally["tokens_decoded"] += n
+        if len(in_batch) > tally["max_sequences_in_decode"]:
+            tally["max_sequences_in_decode"] = len(in_batch)
         if rc != 0:
             error = EngineError(
                 f"llama_decode failed (code {rc}) on {n} tokens: {reason(LLAMA_LOG.since(mark))}"
@@ -793,7 +802,7 @@ class Engine:
         slot.generated += 1
         text = slot.stream.feed(self._pieces(token))
         if text:
-            req.out.put(("text", text))
+            self._send(req, ("text", text))
         if slot.stream.stopped:
             self._finish(slot, "stop")
         elif req.cancel.is_set():
@@ -803,7 +812,7 @@ class Engine:
         elif len(slot.cached) >= self.n_ctx and (
             req.sampling.num_predict == -2 or not self._shift_context(slot)
         ):
-            req.out.put(("warning", f"the context window (num_ctx={self.n_ctx}) is full"))
+            self._send(req, ("warning", f"the context window (num_ctx={self.n_ctx}) is full"))
             self._finish(slot, "length")
         else:
             slot.next_token = token
@@ -838,20 +847,22 @@ class Engine:
             llama_cpp.llama_sampler_free(slot.sampler)
             slot.sampler = None
         slot.req = None
+        self._busy.remove(slot)
         slot.next_token = None
         self._tick += 1
         slot.last_used = self._tick
         self._count(generations=1)
         if error is not None:
-            req.out.put(("error", error))
+            self._send(req, ("error", error))
             return
         assert slot.stream is not None
         tail = slot.stream.finish()
         if tail:
-            req.out.put(("text", tail))
+            self._send(req, ("text", tail))
         end = time.perf_counter_ns()
         first = slot.first_ns or end
-        req.out.put(
+        self._send(
+            req,
             (
                 "done",
                 Stats(
@@ -863,12 +874,24 @@ class Engine:
                     eval_duration=end - first,
                     done_reason=why,
                 ),
-            )
+            ),
         )
 
+    def _send(self, req: _Request, item: tuple[str, Any]) -> None:
+        self._outbox.append((req.out, item))
+
+    def _flush(self) -> None:
+        """Hand the step's text to the callers. Done right before `llama_decode`
+        releases the GIL, so woken consumer threads run while llama.cpp computes
+        instead of waiting for this thread's Python work."""
+        if self._outbox:
+            for out, item in self._outbox:
+                out.put(item)
+            self._outbox.clear()
+
     def _count(self, **add: int) -> None:
-        c = self._counters
-        self._counters = dataclasses.replace(c, **{k: getattr(c, k) + v for k, v in add.items()})
+        for name, n in add.items():
+            self._tally[name] += n
 
     # -- embeddings --------------------------------------------------------------------
 

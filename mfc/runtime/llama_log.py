@@ -62,9 +62,7 @@ class LlamaLog:
 
     def mark(self) -> int:
         """A position in the log: `since(mark)` returns what was logged after it."""
-        with self._lock:
-            self._flush_partial()
-            return self._serial
+        return self._serial  # an int read: no lock (called once per decode step)
 
     def since(self, mark: int, limit: int = 8) -> list[str]:
         """The warning/error lines logged after `mark` (the last `limit` of them)."""
