@@ -20,6 +20,7 @@ so both sides generate exactly the same number of tokens.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import statistics
 import subprocess
@@ -93,12 +94,14 @@ def direct(path: Path, threads: int, n_tokens: int) -> float:
         verbose=False,
     )
     try:
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
         tokens = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)
         count, first = 0, 0.0
         for token in llm.generate(tokens, temp=0.0, top_k=40, top_p=0.9, min_p=0.0):
-            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
-            _ = llm._model.token_to_piece(token)
+            piece = ctypes.create_string_buffer(32)  # as Llama's own token_to_piece
+            llama_cpp.llama_token_to_piece(vocab, token, piece, 32, 0, False)
             count += 1
             if count == 1:
                 first = time.perf_counter()
@@ -110,7 +113,7 @@ def direct(path: Path, threads: int, n_tokens: int) -> float:
 
 
 def via_mfc(path: Path, threads: int, n_tokens: int) -> float:
-    """The `mfc run` path: Session -> Engine worker thread -> streamed chunks."""
+    """The `mfc run` path: Session -> Engine step loop (one sequence) -> streamed chunks."""
     from mfc.runtime.model import image_from_gguf
     from mfc.runtime.session import Session
 

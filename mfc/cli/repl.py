@@ -2,7 +2,7 @@
 
 Terminal handling only: every decision about prompts, parameters and models
 is made by `mfc.runtime.session.Session`. Ctrl-C while the model answers stops
-that answer (the worker thread sees a flag between tokens); Ctrl-C at the
+that answer (the engine sees a flag at its next step); Ctrl-C at the
 prompt is ignored with a hint; Ctrl-D or `/bye` leaves.
 """
 

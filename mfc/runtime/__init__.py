@@ -3,7 +3,9 @@
     load_image(name) -> ModelImage          the store's view of a model
     Session(image)                          conversation, overrides, loaded Engine
     Session.ask(prompt) -> Turn             a streamed answer (iterate), then .stats
-    Engine(path, LoadOptions, adapters)     llama.cpp on one dedicated thread
+    Engine(path, LoadOptions, adapters, n_seq_max=1)
+                                            llama.cpp on one dedicated thread, a step
+                                            loop serving n_seq_max sequences at once
 
 Importing this package does not import llama_cpp; loading a model does.
 """

@@ -1,19 +1,46 @@
-"""The one module that talks to llama.cpp (through llama-cpp-python).
+"""The one module that drives llama.cpp: a loaded model serving one or more sequences.
 
-Every llama.cpp call for a loaded model runs on one dedicated worker thread:
-with the OpenMP build, decoding from a different OS thread than before is
-1.5–16× slower (OpenMP's thread team belongs to the calling thread). Callers
-on any thread submit work to the worker; a generation streams its text back
-through a queue, and cancelling only sets a flag the worker checks between
-tokens — nothing (not a signal handler, not the HTTP server) calls llama.cpp
-from elsewhere. `llama_threads` records every thread that ever ran llama code,
-so tests can prove the rule holds.
+Built on llama-cpp-python's low-level bindings (`llama_cpp.llama_*`), never on
+its `Llama` class. Every llama.cpp call for a loaded model — load and free
+included — runs on one dedicated thread: with the OpenMP build, decoding from a
+different OS thread than before is 1.5–16× slower (OpenMP's thread team
+belongs to the calling thread). `llama_threads` records every thread that ever
+ran llama code, so tests can prove the rule holds.
+
+That thread runs a step loop. Between steps it takes new work from a FIFO
+inbox: generations (admitted into one of `n_seq_max` sequence slots; beyond
+that they wait in order) and calls (tokenize, embed, …). Each step builds ONE
+`llama_batch` holding the next token of every decoding sequence plus a bounded
+chunk of pending prompt tokens (a long prompt never stalls running streams),
+calls `llama_decode` once, samples every sequence that produced logits with
+its own sampler chain and streams the text to its `Generation`. Cancelling
+only sets a flag the loop checks at the start of every step, so the slot is
+free within one step; nothing else (not a signal handler, not a client
+thread) calls llama.cpp.
+
+Sequences get the full `num_ctx` each: the context is sized
+`n_ctx × n_seq_max` as one KV stream per sequence (`kv_unified` off). A
+unified cache would let sequences share cells, but the attention span then
+covers every sequence's cells and greedy output would depend on what else is
+in the batch; with one stream per sequence and flash attention off, a
+sequence's output is the same alone or batched.
+
+Prompt cache: each slot keeps the KV cells of its last sequence. A new prompt
+goes to the idle slot holding the longest common prefix, and only the rest is
+decoded (a chat re-sends its history every turn). A prefix held by a *busy*
+sequence is copied with `llama_memory_seq_cp` (a whole-stream copy between KV
+streams, then trimmed) when it saves enough decoding.
+
+Embeddings use a second context on the same weights, created on first use, so
+they never touch a chat's KV cells.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
+import os
 import queue
 import signal
 import threading
@@ -24,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mfc.runtime.llama_log import LLAMA_LOG, reason
 from mfc.runtime.model import Adapter
 from mfc.runtime.options import LoadOptions, SamplingOptions
 from mfc.runtime.stats import Stats
@@ -32,10 +60,13 @@ from mfc.runtime.stream import TextStream
 T = TypeVar("T")
 
 DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
+# Copy a busy sequence's KV stream only when it saves at least this many tokens of
+# decoding (the copy moves the whole stream: n_ctx cells of every layer).
+MIN_COPY_TOKENS = 32
 
 
 class EngineError(RuntimeError):
-    """llama.cpp refused something (a model or adapter that will not load, a full context)."""
+    """llama.cpp refused something (a model or adapter that will not load, a failed decode)."""
 
 
 class PromptTooLongError(EngineError):
@@ -54,48 +85,17 @@ def json_grammar() -> str:
     return JSON_GBNF
 
 
-class _Worker:
-    """A thread that runs submitted callables one at a time, in order."""
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What the step loop has done (a snapshot; `Engine.counters`)."""
 
-    def __init__(self, name: str):
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    @property
-    def ident(self) -> int | None:
-        return self._thread.ident
-
-    def _run(self) -> None:
-        # Ctrl-C must reach the main thread: a SIGINT the kernel hands to this
-        # thread (or to the OpenMP threads it spawns, which inherit the mask)
-        # would only be noticed by the main thread at its next wake-up, e.g. a
-        # keystroke at the REPL prompt.
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        while (job := self._jobs.get()) is not None:
-            fn, fut = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        fut: Future[T] = Future()
-        self._jobs.put((fn, fut))
-        return fut
-
-    def call(self, fn: Callable[[], T]) -> T:
-        return self.submit(fn).result()
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+    steps: int = 0  # steps that called llama_decode
+    decode_calls: int = 0  # llama_decode calls (generation context)
+    tokens_decoded: int = 0  # tokens in those batches (prompt + generated)
+    max_sequences_in_decode: int = 0  # most distinct sequences in one llama_decode
+    prompt_tokens_reused: int = 0  # prompt tokens whose KV cells a cached prefix supplied
+    prefix_copies: int = 0  # prefixes copied from a busy sequence (llama_memory_seq_cp)
+    generations: int = 0  # generations finished (any reason)
 
 
 @dataclass
@@ -103,8 +103,8 @@ class Generation:
     """One streaming answer: iterate for text chunks; `stats` and `text` once done.
 
     Closing the iterator early (or Ctrl-C while waiting) cancels the generation
-    and waits for the worker to finish the current token, so the engine is
-    immediately ready for the next request.
+    and waits until the engine has let go of it (at most one step), so the
+    engine is immediately ready for the next request.
     """
 
     _chunks: queue.SimpleQueue[tuple[str, Any]]
@@ -134,9 +134,9 @@ class Generation:
                 self.cancel()
 
     def cancel(self) -> None:
-        """Stop after the current token and wait until the worker is free again.
+        """Stop at the next step and wait until the engine has let go of it.
 
-        The answer counts as cancelled even if the worker had already finished:
+        The answer counts as cancelled even if the engine had already finished:
         the caller stopped reading, so nobody saw the rest of it.
         """
         self.cancel_event.set()
@@ -150,6 +150,10 @@ class Generation:
         if self.stats is not None and self.stats.done_reason != "cancel":
             self.stats = dataclasses.replace(self.stats, done_reason="cancel")
 
+    @property
+    def done(self) -> bool:
+        return self._done
+
     def result(self) -> str:
         """Run to the end (no streaming) and return the whole text."""
         for _ in self:
@@ -157,8 +161,39 @@ class Generation:
         return self.text
 
 
-class _PieceReader:
-    """token -> bytes, reusing one buffer (llama-cpp-python's helper returns NUL padding)."""
+@dataclass(eq=False)
+class _Request:
+    prompt: str | list[int]
+    sampling: SamplingOptions
+    grammar: str | None
+    out: queue.SimpleQueue[tuple[str, Any]]
+    cancel: threading.Event
+    submitted_ns: int
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One sequence of the context: its KV cells (`cached`, token i at position i)
+    and, while busy, the request it serves."""
+
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    last_used: int = 0
+    req: _Request | None = None
+    prompt: list[int] = field(default_factory=list)
+    fed: int = 0  # prompt tokens in the KV cells (reused or decoded)
+    reused: int = 0
+    next_token: int | None = None  # sampled, to be decoded at the next step
+    sampler: Any = None
+    stream: TextStream | None = None
+    generated: int = 0
+    limit: int = -1
+    start_ns: int = 0
+    first_ns: int = 0
+
+
+class _Pieces:
+    """token -> bytes with one reusable buffer."""
 
     def __init__(self, vocab: Any):
         self._vocab = vocab
@@ -176,249 +211,95 @@ class _PieceReader:
         return self._buf.raw[:n]
 
 
+_backend_ready = False
+
+
 class Engine:
-    """A loaded model (weights + adapters + context) driven from its own thread."""
+    """A loaded model (weights + adapters + context) driven from its own thread.
+
+    `generate` may be called from any thread and any number of times at once:
+    up to `n_seq_max` generations decode together, later ones wait their turn.
+    """
 
     def __init__(
         self,
         model_path: Path,
         load: LoadOptions,
         adapters: Sequence[Adapter] = (),
+        *,
+        n_seq_max: int = 1,
     ):
+        if n_seq_max < 1:
+            raise ValueError("n_seq_max must be at least 1")
         self.model_path = Path(model_path)
         self.load_options = load
         self.adapters = tuple(adapters)
+        self.n_seq_max = n_seq_max
         self.llama_threads: set[int] = set()
         self.load_duration_ns = 0
-        self._llm: Any = None
-        self._worker = _Worker(f"llama:{self.model_path.name}")
+        # plain ints, updated on the engine thread (dataclasses.replace costs ~40 µs a step)
+        self._tally = dataclasses.asdict(Counters())
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._waiting: collections.deque[_Request] = collections.deque()
+        self._slots = [_Slot(i) for i in range(n_seq_max)]
+        self._busy: list[_Slot] = []  # slots serving a request, in admission order
+        self._tick = 0
+        self._outbox: list[tuple[queue.SimpleQueue[tuple[str, Any]], tuple[str, Any]]] = []
+        self._closed = False
+        self._stopping = False
+        # llama.cpp handles, owned by the engine thread
+        self._model: Any = None
+        self._ctx: Any = None
+        self._mem: Any = None
+        self._vocab: Any = None
+        self._batch: Any = None
+        self._adapter_handles: list[Any] = []
+        self._ectx: Any = None  # embeddings context, made on first use
+        self._ebatch: Any = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"llama:{self.model_path.name}", daemon=True
+        )
+        self._thread.start()
         try:
             self._call(self._load)
         except BaseException:
-            self._worker.stop()
+            self._inbox.put(("stop", None))
+            self._thread.join()
+            self._closed = True
             raise
-
-    # -- plumbing -------------------------------------------------------------
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        return self._worker.call(self._tracked(fn))
-
-    def _tracked(self, fn: Callable[[], T]) -> Callable[[], T]:
-        def run() -> T:
-            self.llama_threads.add(threading.get_ident())
-            return fn()
-
-        return run
-
-    @property
-    def worker_ident(self) -> int | None:
-        return self._worker.ident
-
-    def close(self) -> None:
-        if self._llm is not None:
-            self._call(self._free)
-        self._worker.stop()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- on the worker thread -------------------------------------------------
-
-    def _load(self) -> None:
-        import llama_cpp
-
-        start = time.perf_counter_ns()
-        o = self.load_options
-        kwargs: dict[str, Any] = {}
-        if o.n_threads:
-            kwargs.update(n_threads=o.n_threads, n_threads_batch=o.n_threads)
-        try:
-            llm = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                n_ctx=o.n_ctx,
-                n_batch=o.n_batch,
-                n_ubatch=o.n_batch,
-                n_gpu_layers=o.n_gpu_layers,
-                main_gpu=o.main_gpu,
-                use_mmap=o.use_mmap,
-                verbose=False,
-                **kwargs,
-            )
-        except ValueError as exc:
-            raise EngineError(f"llama.cpp could not load {self.model_path}: {exc}") from None
-        if self.adapters:
-            handles = []
-            for adapter in self.adapters:
-                handle = llama_cpp.llama_adapter_lora_init(llm.model, str(adapter.path).encode())
-                if not handle:
-                    llm.close()
-                    raise EngineError(
-                        f"llama.cpp could not load the LoRA adapter {adapter.path} "
-                        "(is it a GGUF LoRA made for this base model?)"
-                    )
-                handles.append(handle)  # freed together with the model
-            n = len(handles)
-            array = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*handles)
-            scales = (ctypes.c_float * n)(*(a.scale for a in self.adapters))
-            if llama_cpp.llama_set_adapters_lora(llm.ctx, array, n, scales) != 0:
-                llm.close()
-                raise EngineError("llama.cpp refused to attach the LoRA adapters")
-        self._llm = llm
-        self.load_duration_ns = time.perf_counter_ns() - start
-
-    def _free(self) -> None:
-        self._llm.close()
-        self._llm = None
-
-    def _tokenize(self, text: str) -> list[int]:
-        llm = self._llm
-        model = llm._model
-        bos = model.token_bos()
-        # A template that writes `{{ bos_token }}` already has it: adding the
-        # tokenizer's own would give two (and a llama.cpp warning).
-        add_bos = model.add_bos_token() and not (
-            bos >= 0 and text.startswith(model.token_get_text(bos))
-        )
-        tokens: list[int] = model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
-        return tokens
-
-    def _cached_prefix(self, tokens: Sequence[int]) -> int:
-        llm = self._llm
-        n = 0
-        for a, b in zip(llm._input_ids, tokens, strict=False):
-            if a != b:
-                break
-            n += 1
-        return n - 1 if n == len(tokens) and n > 0 else n
-
-    def _shift_context(self, num_keep: int, n_prompt: int) -> bool:
-        """Make room as Ollama/llama.cpp do: keep the first `num_keep` tokens (plus
-        BOS; all prompt tokens if negative), drop half of the rest, slide the tail."""
-        llm = self._llm
-        n = llm.n_tokens
-        bos = llm._model.token_bos()
-        keep = n_prompt if num_keep < 0 else num_keep + int(n > 0 and llm.input_ids[0] == bos)
-        keep = max(0, min(keep, n - 2))
-        discard = (n - keep) // 2
-        if discard <= 0 or not llm._ctx.kv_cache_seq_rm(0, keep, keep + discard):
-            return False
-        llm._ctx.kv_cache_seq_shift(0, keep + discard, n, -discard)
-        llm.input_ids[keep : n - discard] = llm.input_ids[keep + discard : n].copy()
-        llm.n_tokens = n - discard
-        return True
-
-    def _generate(
-        self,
-        tokens: list[int],
-        s: SamplingOptions,
-        grammar_text: str | None,
-        cancel: threading.Event,
-        out: queue.SimpleQueue[tuple[str, Any]],
-    ) -> None:
-        """The decode loop (llama-cpp-python's `eval` + a llama.cpp sampler chain).
-
-        Not `Llama.generate`: that loop cannot shift the context when it fills.
-        """
-        import llama_cpp
-        from llama_cpp.llama_grammar import LlamaGrammar
-
-        llm = self._llm
-        start = time.perf_counter_ns()
-        n_ctx = min(llm.n_ctx(), self.load_options.n_ctx)  # input_ids has the requested size
-        if len(tokens) >= n_ctx:
-            raise PromptTooLongError(len(tokens), n_ctx)
-        # Reuse the KV cache for the prefix this prompt shares with the last one
-        # (a conversation re-sends its history every turn).
-        reuse = self._cached_prefix(tokens)
-        if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
-            llm.n_tokens = reuse
-        else:
-            llm.reset()
-            reuse = 0
-        llm.set_seed(s.seed if s.seed >= 0 else DEFAULT_SEED)
-        llm.last_n_tokens_size = n_ctx if s.repeat_last_n < 0 else s.repeat_last_n
-        grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
-        sampler = llm._init_sampler(
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            typical_p=s.typical_p,
-            temp=s.temperature,
-            repeat_penalty=s.repeat_penalty,
-            frequency_penalty=s.frequency_penalty,
-            presence_penalty=s.presence_penalty,
-            grammar=grammar,
-        )
-        limit = n_ctx if s.num_predict == -2 else s.num_predict
-        stream = TextStream(s.stop)
-        vocab = llm._model.vocab
-        piece = _PieceReader(vocab)
-        ctx = llm._ctx
-        generated = 0
-        reason = "stop"
-        try:
-            llm.eval(tokens[reuse:])
-            first = time.perf_counter_ns()
-            while True:
-                token = sampler.sample(ctx, -1)
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    break
-                generated += 1
-                text = stream.feed(piece(token))
-                if text:
-                    out.put(("text", text))
-                if stream.stopped:
-                    break
-                if cancel.is_set():
-                    reason = "cancel"
-                    break
-                if 0 <= limit <= generated:
-                    reason = "length"
-                    break
-                if llm.n_tokens >= n_ctx and (
-                    s.num_predict == -2 or not self._shift_context(s.num_keep, len(tokens))
-                ):
-                    reason = "length"
-                    out.put(("warning", f"the context window (num_ctx={n_ctx}) is full"))
-                    break
-                llm.eval([token])
-        finally:
-            sampler.close()
-        tail = stream.finish()
-        if tail:
-            out.put(("text", tail))
-        end = time.perf_counter_ns()
-        out.put(
-            (
-                "done",
-                Stats(
-                    total_duration=end - start,
-                    load_duration=0,
-                    prompt_eval_count=len(tokens) - reuse,
-                    prompt_eval_duration=first - start,
-                    eval_count=generated,
-                    eval_duration=end - first,
-                    done_reason=reason,
-                ),
-            )
-        )
 
     # -- public API (any thread) ------------------------------------------------
 
     @property
     def n_ctx(self) -> int:
+        """Tokens each sequence may hold (num_ctx)."""
         return self.load_options.n_ctx
+
+    @property
+    def worker_ident(self) -> int | None:
+        return self._thread.ident
+
+    @property
+    def counters(self) -> Counters:
+        """A snapshot of the step loop's counts."""
+        return Counters(**self._tally)
+
+    @property
+    def running(self) -> int:
+        """Sequences decoding now (at most `n_seq_max`)."""
+        return len(self._busy)
+
+    @property
+    def waiting(self) -> int:
+        """Generations queued for a free slot (approximate while requests arrive)."""
+        return len(self._waiting) + self._inbox.qsize()
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens exactly as `generate` would feed them (BOS per the model, specials parsed)."""
         return self._call(lambda: self._tokenize(text))
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        data: bytes = self._call(lambda: self._llm._model.detokenize(list(tokens)))
-        return data.decode("utf-8", errors="replace")
+        return self._call(lambda: self._detokenize(list(tokens)))
 
     def generate(
         self,
@@ -427,50 +308,652 @@ class Engine:
         *,
         grammar: str | None = None,
     ) -> Generation:
-        """Start generating; the returned Generation streams text as it is sampled."""
+        """Queue a generation; the returned Generation streams text as it is sampled."""
+        if self._closed:
+            raise EngineError("the engine is closed")
         out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         cancel = threading.Event()
-
-        def job() -> None:
-            try:
-                tokens = self._tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-                self._generate(tokens, sampling, grammar, cancel, out)
-            except BaseException as exc:
-                out.put(("error", exc))
-
-        self._worker.submit(self._tracked(job))
+        tokens_or_text = prompt if isinstance(prompt, str) else list(prompt)
+        req = _Request(tokens_or_text, sampling, grammar, out, cancel, time.perf_counter_ns())
+        self._inbox.put(("generate", req))
         return Generation(out, cancel)
 
     def embed(self, text: str) -> list[float]:
         """Mean-pooled, L2-normalised embedding of `text` from the last layer."""
         return self._call(lambda: self._embed(text))
 
+    def close(self) -> None:
+        """Cancel what is running, fail what waits, free llama.cpp's memory."""
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(("stop", None))
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the engine thread --------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        if threading.current_thread() is self._thread:
+            return fn()
+        if self._closed or not self._thread.is_alive():
+            raise EngineError("the engine is closed")
+        fut: Future[T] = Future()
+        self._inbox.put(("call", (fn, fut)))
+        return fut.result()
+
+    def _run(self) -> None:
+        # Ctrl-C must reach the main thread: a SIGINT the kernel hands to this
+        # thread (or to the OpenMP threads it spawns, which inherit the mask)
+        # would only be noticed by the main thread at its next wake-up, e.g. a
+        # keystroke at the REPL prompt.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self.llama_threads.add(threading.get_ident())
+        try:
+            while not self._stopping:
+                if not self._busy and not self._waiting:
+                    self._take_inbox(block=True)  # idle: sleep until work arrives
+                elif not self._inbox.empty():
+                    self._take_inbox(block=False)
+                if self._stopping:
+                    break
+                try:
+                    if self._waiting:
+                        self._admit()
+                    if self._busy:
+                        self._step()
+                except Exception as exc:  # a bug here must not leave callers waiting forever
+                    self._fail_running(exc)
+        finally:
+            self._shutdown()
+
+    def _fail_running(self, exc: Exception) -> None:
+        import llama_cpp
+
+        for slot in list(self._busy):
+            llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            slot.cached = []
+            self._finish(slot, "error", exc)
+
+    def _take_inbox(self, *, block: bool) -> None:
+        if block:
+            self._flush()
+        while True:
+            try:
+                kind, item = self._inbox.get() if block else self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            block = False
+            if kind == "stop":
+                self._stopping = True
+                return
+            if kind == "generate":
+                self._waiting.append(item)
+            else:  # "call": runs between steps
+                fn, fut = item
+                self._flush()
+                if fut.set_running_or_notify_cancel():
+                    try:
+                        fut.set_result(fn())
+                    except BaseException as exc:
+                        fut.set_exception(exc)
+
+    def _shutdown(self) -> None:
+        for slot in list(self._busy):
+            self._finish(slot, "cancel")
+        while self._waiting:
+            self._waiting.popleft().out.put(("error", EngineError("the engine was closed")))
+        while True:  # anything that arrived after the stop
+            try:
+                kind, item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "generate":
+                item.out.put(("error", EngineError("the engine was closed")))
+            elif kind == "call":
+                item[1].set_exception(EngineError("the engine was closed"))
+        self._flush()
+        self._free()
+
+    # -- load / free ----------------------------------------------------------------
+
+    def _load(self) -> None:
+        import llama_cpp
+
+        global _backend_ready
+        LLAMA_LOG.install()
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+        start = time.perf_counter_ns()
+        o = self.load_options
+        mark = LLAMA_LOG.mark()
+        if not self.model_path.is_file():
+            raise EngineError(f"llama.cpp could not load {self.model_path}: no such file")
+        mp = llama_cpp.llama_model_default_params()
+        mp.n_gpu_layers = o.n_gpu_layers
+        mp.main_gpu = o.main_gpu
+        mp.load_mode = (
+            llama_cpp.LLAMA_LOAD_MODE_MMAP if o.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        )
+        model = llama_cpp.llama_model_load_from_file(str(self.model_path).encode(), mp)
+        if not model:
+            raise EngineError(
+                f"llama.cpp could not load {self.model_path}: {reason(LLAMA_LOG.since(mark))}"
+            )
+        self._model = model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self._ctx = self._new_context(embeddings=False)
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._load_adapters()
+        self._attach_adapters(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(self._batch_cap, 0, 1)
+        self._init_batch_views()
+        self._pieces = _Pieces(self._vocab)
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._bos = llama_cpp.llama_vocab_bos(self._vocab)
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._bos_text = (
+            llama_cpp.llama_vocab_get_text(self._vocab, self._bos).decode("utf-8", "replace")
+            if self._bos >= 0
+            else ""
+        )
+        self.load_duration_ns = time.perf_counter_ns() - start
+
+    @property
+    def _batch_cap(self) -> int:
+        return max(self.load_options.n_batch, self.n_seq_max)
+
+    def _threads(self) -> tuple[int, int]:
+        # llama-cpp-python's Llama defaults: half the cores to generate, all to batch.
+        n = self.load_options.n_threads
+        cpus = os.cpu_count() or 1
+        return (n, n) if n else (max(cpus // 2, 1), cpus)
+
+    def _new_context(self, *, embeddings: bool) -> Any:
+        import llama_cpp
+
+        o = self.load_options
+        cp = llama_cpp.llama_context_default_params()
+        n_seq = 1 if embeddings else self.n_seq_max
+        cp.n_ctx = o.n_ctx * n_seq
+        cp.n_batch = self._batch_cap if not embeddings else o.n_batch
+        cp.n_ubatch = cp.n_batch
+        cp.n_seq_max = n_seq
+        cp.kv_unified = False  # one KV stream per sequence: each gets all of num_ctx
+        cp.n_threads, cp.n_threads_batch = self._threads()
+        cp.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if o.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        cp.no_perf = True
+        if embeddings:
+            cp.embeddings = True
+            cp.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE  # per-token rows, pooled here
+        mark = LLAMA_LOG.mark()
+        ctx = llama_cpp.llama_init_from_model(self._model, cp)
+        if not ctx:
+            raise EngineError(
+                f"llama.cpp could not create a context for {self.model_path} "
+                f"(num_ctx {o.n_ctx} × {n_seq} sequences): {reason(LLAMA_LOG.since(mark))}"
+            )
+        return ctx
+
+    def _load_adapters(self) -> None:
+        import llama_cpp
+
+        for adapter in self.adapters:
+            mark = LLAMA_LOG.mark()
+            handle = llama_cpp.llama_adapter_lora_init(self._model, str(adapter.path).encode())
+            if not handle:
+                raise EngineError(
+                    f"llama.cpp could not load the LoRA adapter {adapter.path} "
+                    "(is it a GGUF LoRA made for this base model?): "
+                    f"{reason(LLAMA_LOG.since(mark))}"
+                )
+            self._adapter_handles.append(handle)  # freed together with the model
+
+    def _attach_adapters(self, ctx: Any) -> None:
+        import llama_cpp
+
+        n = len(self._adapter_handles)
+        if not n:
+            return
+        array = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*self._adapter_handles)
+        scales = (ctypes.c_float * n)(*(a.scale for a in self.adapters))
+        mark = LLAMA_LOG.mark()
+        if llama_cpp.llama_set_adapters_lora(ctx, array, n, scales) != 0:
+            raise EngineError(
+                f"llama.cpp refused to attach the LoRA adapters: {reason(LLAMA_LOG.since(mark))}"
+            )
+
+    def _free(self) -> None:
+        import llama_cpp
+
+        for slot in self._slots:
+            if slot.sampler:
+                llama_cpp.llama_sampler_free(slot.sampler)
+                slot.sampler = None
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ebatch is not None:
+            llama_cpp.llama_batch_free(self._ebatch)
+            self._ebatch = None
+        if self._ectx:
+            llama_cpp.llama_free(self._ectx)
+            self._ectx = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama_cpp.llama_model_free(self._model)  # frees its LoRA adapters too
+            self._model = None
+        self._adapter_handles.clear()
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def _tokenize(self, text: str) -> list[int]:
+        import llama_cpp
+
+        # A template that writes `{{ bos_token }}` already has it: adding the
+        # tokenizer's own would give two (and a llama.cpp warning).
+        add_bos = self._add_bos and not (self._bos >= 0 and text.startswith(self._bos_text))
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, True)
+        if n < 0:
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, True)
+            if n < 0:
+                raise EngineError(f"llama.cpp could not tokenize the prompt ({n})")
+        return list(buf[:n])
+
+    def _detokenize(self, tokens: list[int]) -> str:
+        data = b"".join(self._pieces(t) for t in tokens)
+        # llama-style vocabularies put a space before the first word after BOS
+        if tokens and tokens[0] == self._bos and data.startswith(b" "):
+            data = data[1:]
+        return data.decode("utf-8", errors="replace")
+
+    # -- admission ---------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        """Move waiting requests into free slots, in order; drop cancelled ones."""
+        if any(r.cancel.is_set() for r in self._waiting):
+            for req in [r for r in self._waiting if r.cancel.is_set()]:
+                self._waiting.remove(req)
+                req.out.put(("done", _empty_stats(req, "cancel")))
+        while self._waiting:
+            free = [s for s in self._slots if s.req is None]
+            if not free:
+                return
+            req = self._waiting.popleft()
+            try:
+                self._start(req, free)
+            except Exception as exc:
+                req.out.put(("error", exc))
+
+    def _start(self, req: _Request, free: list[_Slot]) -> None:
+        import llama_cpp
+
+        start = time.perf_counter_ns()
+        tokens = self._tokenize(req.prompt) if isinstance(req.prompt, str) else req.prompt
+        n_ctx = self.n_ctx
+        if len(tokens) >= n_ctx:
+            raise PromptTooLongError(len(tokens), n_ctx)
+        if not tokens:
+            raise EngineError("the prompt is empty (no tokens to start from)")
+        # The free slot holding the longest prefix; a shared BOS alone is no reason to
+        # overwrite another conversation's cache, so then the least recently used.
+        slot = max(free, key=lambda s: (_useful(_common(s.cached, tokens)), -s.last_used))
+        reuse = _common(slot.cached, tokens)
+        # A prefix held by a busy sequence (a shared system prompt …) is copied.
+        donors = [s for s in self._slots if s.req is not None and s is not slot]
+        if donors:
+            donor = max(donors, key=lambda s: _common(s.cached, tokens))
+            shared = _common(donor.cached, tokens)
+            if shared >= reuse + MIN_COPY_TOKENS:
+                mem = self._mem
+                llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
+                # Between KV streams only a whole-stream copy exists; trim it after.
+                llama_cpp.llama_memory_seq_cp(mem, donor.seq_id, slot.seq_id, -1, -1)
+                llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, shared, -1)
+                slot.cached = donor.cached[:shared]
+                reuse = shared
+                self._count(prefix_copies=1)
+        if reuse == len(tokens):
+            reuse -= 1  # the last prompt token is decoded again: its logits start the answer
+        if reuse > 0 and llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, reuse, -1):
+            del slot.cached[reuse:]
+        else:
+            llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            slot.cached = []
+            reuse = 0
+        s = req.sampling
+        slot.sampler = self._sampler(s, req.grammar)
+        slot.req = req
+        self._busy.append(slot)
+        slot.prompt = tokens
+        slot.fed = slot.reused = reuse
+        slot.next_token = None
+        slot.stream = TextStream(s.stop)
+        slot.generated = 0
+        slot.limit = n_ctx if s.num_predict == -2 else s.num_predict
+        slot.start_ns = start
+        slot.first_ns = 0
+        self._count(prompt_tokens_reused=reuse)
+
+    def _sampler(self, s: SamplingOptions, grammar: str | None) -> Any:
+        """The sampler chain llama-cpp-python's `Llama` builds, from the same options."""
+        import llama_cpp
+
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        last_n = self.n_ctx if s.repeat_last_n < 0 else s.repeat_last_n
+        add(
+            chain,
+            llama_cpp.llama_sampler_init_penalties(
+                self._n_vocab,
+                last_n,
+                s.repeat_penalty,
+                s.frequency_penalty,
+                s.presence_penalty,
+            ),
+        )
+        if grammar:
+            mark = LLAMA_LOG.mark()
+            g = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
+            if not g:
+                llama_cpp.llama_sampler_free(chain)
+                why = reason(LLAMA_LOG.since(mark))
+                raise EngineError(f"llama.cpp rejected the grammar: {why}")
+            add(chain, g)
+        seed = s.seed if s.seed >= 0 else DEFAULT_SEED
+        if s.temperature < 0.0:
+            add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        elif s.temperature == 0.0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            add(chain, llama_cpp.llama_sampler_init_top_k(s.top_k))
+            add(chain, llama_cpp.llama_sampler_init_typical(s.typical_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_top_p(s.top_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_min_p(s.min_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(s.temperature))
+            add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        return chain
+
+    # -- the step ----------------------------------------------------------------------
+
+    def _init_batch_views(self) -> None:
+        import numpy as np
+
+        b = self._batch
+        cap = self._batch_cap
+        self._b_token = np.ctypeslib.as_array(b.token, shape=(cap,))
+        self._b_pos = np.ctypeslib.as_array(b.pos, shape=(cap,))
+        self._b_logits = np.ctypeslib.as_array(b.logits, shape=(cap,))
+        np.ctypeslib.as_array(b.n_seq_id, shape=(cap,))[:] = 1
+        self._b_seq = [-1] * cap  # what seq_id[i][0] holds: written only when it changes
+        self._p_token, self._p_pos, self._p_logits, self._p_seq = b.token, b.pos, b.logits, b.seq_id
+
+    def _set_seq(self, start: int, end: int, seq_id: int) -> None:
+        rows = self._batch.seq_id
+        known = self._b_seq
+        for i in range(start, end):
+            if known[i] != seq_id:
+                rows[i][0] = seq_id
+                known[i] = seq_id
+
+    def _step(self) -> None:
+        import llama_cpp
+
+        # This runs once per token: kept lean (right after a decode has streamed the
+        # weights through the CPU caches, every Python operation is slow).
+        for slot in [s for s in self._busy if s.req.cancel.is_set()]:  # type: ignore[union-attr]
+            self._finish(slot, "cancel")  # cancelled sequences leave before the batch is built
+        cap = self._batch_cap
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+        in_batch: list[_Slot] = []
+        prefill: list[_Slot] = []
+        token_p, pos_p, logits_p, seq_p = self._p_token, self._p_pos, self._p_logits, self._p_seq
+        known = self._b_seq
+        for slot in self._busy:
+            token = slot.next_token
+            if token is None:
+                if slot.fed < len(slot.prompt):
+                    prefill.append(slot)
+                continue
+            token_p[n] = token
+            pos_p[n] = len(slot.cached)
+            logits_p[n] = 1
+            if known[n] != slot.seq_id:
+                seq_p[n][0] = known[n] = slot.seq_id
+            slot.cached.append(token)
+            slot.next_token = None
+            outputs.append((slot, n))
+            in_batch.append(slot)
+            n += 1
+        # Prompt chunks fill what is left, oldest request first (busy is in admission order).
+        for slot in prefill:
+            if n >= cap:
+                break
+            chunk = slot.prompt[slot.fed : slot.fed + cap - n]
+            k = len(chunk)
+            p0 = len(slot.cached)
+            self._b_token[n : n + k] = chunk
+            self._b_pos[n : n + k] = range(p0, p0 + k)
+            self._b_logits[n : n + k] = 0
+            self._set_seq(n, n + k, slot.seq_id)
+            slot.cached.extend(chunk)
+            slot.fed += k
+            if slot.fed == len(slot.prompt):
+                self._b_logits[n + k - 1] = 1
+                outputs.append((slot, n + k - 1))
+            in_batch.append(slot)
+            n += k
+        if n == 0:
+            return
+        self._batch.n_tokens = n
+        mark = LLAMA_LOG.mark()
+        self._flush()
+        rc = llama_cpp.llama_decode(self._ctx, self._batch)
+        tally = self._tally
+        tally["steps"] += 1
+        tally["decode_calls"] += 1
+        tally["tokens_decoded"] += n
+        if len(in_batch) > tally["max_sequences_in_decode"]:
+            tally["max_sequences_in_decode"] = len(in_batch)
+        if rc != 0:
+            error = EngineError(
+                f"llama_decode failed (code {rc}) on {n} tokens: {reason(LLAMA_LOG.since(mark))}"
+            )
+            for slot in in_batch:
+                llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+                slot.cached = []
+                self._finish(slot, "error", error)
+            return
+        now = time.perf_counter_ns()
+        for slot, row in outputs:
+            if not slot.first_ns:
+                slot.first_ns = now
+            self._sample(slot, row)
+
+    def _sample(self, slot: _Slot, row: int) -> None:
+        import llama_cpp
+
+        req = slot.req
+        assert req is not None and slot.stream is not None
+        token = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, row)
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop")
+            return
+        slot.generated += 1
+        text = slot.stream.feed(self._pieces(token))
+        if text:
+            self._send(req, ("text", text))
+        if slot.stream.stopped:
+            self._finish(slot, "stop")
+        elif req.cancel.is_set():
+            self._finish(slot, "cancel")
+        elif 0 <= slot.limit <= slot.generated:
+            self._finish(slot, "length")
+        elif len(slot.cached) >= self.n_ctx and (
+            req.sampling.num_predict == -2 or not self._shift_context(slot)
+        ):
+            self._send(req, ("warning", f"the context window (num_ctx={self.n_ctx}) is full"))
+            self._finish(slot, "length")
+        else:
+            slot.next_token = token
+
+    def _shift_context(self, slot: _Slot) -> bool:
+        """Make room as Ollama/llama.cpp do: keep the first `num_keep` tokens (plus
+        BOS; all prompt tokens if negative), drop half of the rest, slide the tail."""
+        import llama_cpp
+
+        assert slot.req is not None
+        num_keep = slot.req.sampling.num_keep
+        cached = slot.cached
+        n = len(cached)
+        bos = int(n > 0 and cached[0] == self._bos)
+        keep = len(slot.prompt) if num_keep < 0 else num_keep + bos
+        keep = max(0, min(keep, n - 2))
+        discard = (n - keep) // 2
+        seq = slot.seq_id
+        if discard <= 0 or not llama_cpp.llama_memory_seq_rm(self._mem, seq, keep, keep + discard):
+            return False
+        llama_cpp.llama_memory_seq_add(self._mem, seq, keep + discard, n, -discard)
+        del cached[keep : keep + discard]
+        return True
+
+    def _finish(self, slot: _Slot, why: str, error: BaseException | None = None) -> None:
+        """The sequence is done: its slot is free, its KV cells stay for the prompt cache."""
+        import llama_cpp
+
+        req = slot.req
+        assert req is not None
+        if slot.sampler:
+            llama_cpp.llama_sampler_free(slot.sampler)
+            slot.sampler = None
+        slot.req = None
+        self._busy.remove(slot)
+        slot.next_token = None
+        self._tick += 1
+        slot.last_used = self._tick
+        self._count(generations=1)
+        if error is not None:
+            self._send(req, ("error", error))
+            return
+        assert slot.stream is not None
+        tail = slot.stream.finish()
+        if tail:
+            self._send(req, ("text", tail))
+        end = time.perf_counter_ns()
+        first = slot.first_ns or end
+        self._send(
+            req,
+            (
+                "done",
+                Stats(
+                    total_duration=end - slot.start_ns,
+                    load_duration=0,
+                    prompt_eval_count=len(slot.prompt) - slot.reused,
+                    prompt_eval_duration=first - slot.start_ns,
+                    eval_count=slot.generated,
+                    eval_duration=end - first,
+                    done_reason=why,
+                ),
+            ),
+        )
+
+    def _send(self, req: _Request, item: tuple[str, Any]) -> None:
+        self._outbox.append((req.out, item))
+
+    def _flush(self) -> None:
+        """Hand the step's text to the callers. Done right before `llama_decode`
+        releases the GIL, so woken consumer threads run while llama.cpp computes
+        instead of waiting for this thread's Python work."""
+        if self._outbox:
+            for out, item in self._outbox:
+                out.put(item)
+            self._outbox.clear()
+
+    def _count(self, **add: int) -> None:
+        for name, n in add.items():
+            self._tally[name] += n
+
+    # -- embeddings --------------------------------------------------------------------
+
     def _embed(self, text: str) -> list[float]:
         import llama_cpp
         import numpy as np
 
-        llm = self._llm
         tokens = self._tokenize(text)
-        if len(tokens) >= self.load_options.n_ctx:
-            raise PromptTooLongError(len(tokens), self.load_options.n_ctx)
-        ctx = llm.ctx
-        n_embd = llm.n_embd()
-        llama_cpp.llama_set_embeddings(ctx, True)
-        try:
-            llm.reset()
-            llm._ctx.kv_cache_clear()
-            rows = []
-            for i in range(0, len(tokens), llm.n_batch):
-                batch = tokens[i : i + llm.n_batch]
-                llm._batch.set_batch(batch=batch, n_past=i, logits_all=True)
-                llm._ctx.decode(llm._batch)
-                for j in range(len(batch)):
-                    ptr = llama_cpp.llama_get_embeddings_ith(ctx, j)
-                    rows.append(np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy())
-        finally:
-            llama_cpp.llama_set_embeddings(ctx, False)
-            llm.reset()
-            llm._ctx.kv_cache_clear()
+        if len(tokens) >= self.n_ctx:
+            raise PromptTooLongError(len(tokens), self.n_ctx)
+        if self._ectx is None:
+            ctx = self._new_context(embeddings=True)
+            try:
+                self._attach_adapters(ctx)
+            except BaseException:
+                llama_cpp.llama_free(ctx)
+                raise
+            self._ectx = ctx
+            self._ebatch = llama_cpp.llama_batch_init(self.load_options.n_batch, 0, 1)
+        ctx, batch = self._ectx, self._ebatch
+        n_embd = llama_cpp.llama_model_n_embd(self._model)
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        rows = []
+        step = self.load_options.n_batch
+        for i in range(0, len(tokens), step):
+            chunk = tokens[i : i + step]
+            for j, token in enumerate(chunk):
+                batch.token[j] = token
+                batch.pos[j] = i + j
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = 0
+                batch.logits[j] = 1
+            batch.n_tokens = len(chunk)
+            mark = LLAMA_LOG.mark()
+            rc = llama_cpp.llama_decode(ctx, batch)
+            if rc != 0:
+                raise EngineError(
+                    f"llama_decode failed (code {rc}) computing an embedding: "
+                    f"{reason(LLAMA_LOG.since(mark))}"
+                )
+            for j in range(len(chunk)):
+                ptr = llama_cpp.llama_get_embeddings_ith(ctx, j)
+                rows.append(np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy())
         vec = np.mean(rows, axis=0) if rows else np.zeros(n_embd, dtype=np.float32)
         norm = float(np.linalg.norm(vec))
         return [float(x) for x in (vec / norm if norm > 0 else vec)]
+
+
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common prefix of two token lists."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _useful(common: int) -> int:
+    return common if common > 1 else 0
+
+
+def _empty_stats(req: _Request, why: str) -> Stats:
+    total = time.perf_counter_ns() - req.submitted_ns
+    return Stats(total, 0, 0, 0, 0, 0, done_reason=why)

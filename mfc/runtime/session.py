@@ -2,14 +2,14 @@
 
 Holds the session's changes on top of the image (`/set parameter`, `/set
 system`, `/set template`, `/set format json`), the conversation so far, and the
-loaded engine — reloaded only when a load-time option changes. No terminal I/O
-here: the CLI and the REPL print; the later HTTP server can reuse this.
+loaded engine (one sequence) — reloaded only when a load-time option changes.
+No terminal I/O here: the CLI and the REPL print.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from mfc.diagnostics import codes
@@ -22,12 +22,12 @@ from mfc.runtime.prompt import PromptTemplate, choose_template, conversation, re
 from mfc.runtime.stats import Stats
 from mfc.template import TemplateError
 
-EngineFactory = Callable[[ModelImage, opts.LoadOptions], Engine]
 TEMPLATE_SOURCE = "/set template"  # the "file" of a REPL template's diagnostics
 
 
 def default_engine(image: ModelImage, load: opts.LoadOptions) -> Engine:
-    return Engine(image.model_path, load, image.adapters)
+    """The engine `mfc run` uses: one sequence (the conversation)."""
+    return Engine(image.weights(), load, image.adapters, n_seq_max=1)
 
 
 @dataclass
@@ -83,8 +83,7 @@ class Session:
     """One model image plus this session's changes, conversation and loaded engine.
 
     The engine is created on first use and recreated only when a load-time
-    option changes; `env` stands in for `os.environ` (MFC_CONTEXT_LENGTH) and
-    `engine_factory` for how engines are made (the HTTP server can share one).
+    option changes; `env` stands in for `os.environ` (MFC_CONTEXT_LENGTH).
     """
 
     def __init__(
@@ -94,7 +93,6 @@ class Session:
         overrides: Mapping[str, ParamValue] | None = None,
         format: str | None = None,
         env: Mapping[str, str] | None = None,
-        engine_factory: EngineFactory = default_engine,
     ):
         self.image = image
         self.overrides: dict[str, ParamValue] = dict(overrides or {})
@@ -103,7 +101,6 @@ class Session:
         self.format = format  # "json" or None
         self.history: list[ChatMessage] = []
         self._env = env
-        self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._pending_load_ns = 0
         self._warned: set[str] = set()
@@ -126,7 +123,7 @@ class Session:
             self._engine = None
         if self._engine is None:
             try:
-                self._engine = self._engine_factory(self.image, load)
+                self._engine = default_engine(self.image, load)
             except EngineError as exc:
                 raise codes.ENGINE_LOAD_FAILED.error(
                     str(exc),

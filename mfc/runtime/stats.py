@@ -1,8 +1,8 @@
 """Generation statistics, printed like `ollama run --verbose`.
 
-Durations are kept in nanoseconds (Ollama's API unit) so the later HTTP server
-can return them unchanged; `format_stats` renders them the way Go prints a
-`time.Duration`, so the output reads the same as Ollama's.
+Durations are kept in nanoseconds, the unit of Ollama's API; `format_stats`
+renders them the way Go prints a `time.Duration`, so the output reads the same
+as Ollama's.
 """
 
 from __future__ import annotations

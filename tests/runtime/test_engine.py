@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mfc.runtime.engine import Engine, EngineError, PromptTooLongError, json_grammar
+from mfc.runtime.engine import Engine, EngineError, Generation, PromptTooLongError, json_grammar
 from mfc.runtime.model import Adapter
 from mfc.runtime.options import LoadOptions, SamplingOptions
 from mfc.testing.fixtures import expected_continuation
@@ -186,3 +186,212 @@ def test_embedding_is_normalised_and_deterministic(engine: Engine) -> None:
 def test_other_tensor_types_count_too(fixture_models: dict[str, Path], fixture: str) -> None:
     with Engine(fixture_models[fixture], SMALL) as e:
         assert e.generate("abc", GREEDY).result() == "defghijklmnopqrstuvwxyz"
+
+
+# -- the step loop: several sequences, queueing, cancel, prompt cache ---------------------
+
+PROMPTS = ["abc", "m", "hello wor", "ABC", "klm", "xyz", "pqr"]
+
+
+@pytest.fixture(scope="module")
+def parallel(fixture_models: dict[str, Path]):
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=4) as e:
+        yield e
+
+
+def test_concurrent_generations_equal_their_solo_output(parallel: Engine) -> None:
+    solo = {p: parallel.generate(p, GREEDY).result() for p in PROMPTS}
+    assert solo == {p: expected_continuation(p) for p in PROMPTS}
+    before = parallel.counters
+    results: dict[str, str] = {}
+    barrier = threading.Barrier(len(PROMPTS))
+
+    def run(prompt: str) -> None:
+        barrier.wait()
+        results[prompt] = parallel.generate(prompt, GREEDY).result()
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == solo
+    after = parallel.counters
+    assert after.max_sequences_in_decode > 1  # batched: several sequences in one llama_decode
+    assert after.generations - before.generations == len(PROMPTS)
+    assert parallel.llama_threads == {parallel.worker_ident}
+
+
+def test_requests_beyond_the_slots_wait_their_turn(parallel: Engine) -> None:
+    # started from one thread without reading: 7 > 4 slots, the last 3 queue (FIFO)
+    gens = [parallel.generate(p, greedy(num_predict=6)) for p in PROMPTS]
+    assert [g.result() for g in gens] == [expected_continuation(p, max_tokens=6) for p in PROMPTS]
+
+
+def test_cancel_frees_the_slot_for_a_waiting_request(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=1) as e:
+        first = e.generate("abc", GREEDY)
+        waiting = e.generate("klm", GREEDY)  # no free slot until `first` ends
+        assert next(iter(first)) == "d"
+        first.cancel()
+        assert first.stats is not None and first.stats.done_reason == "cancel"
+        assert waiting.result() == expected_continuation("klm")
+        # a request cancelled while still queued never takes a slot
+        busy = e.generate("abc", GREEDY)
+        queued = e.generate("xyz", GREEDY)
+        queued.cancel()
+        assert queued.stats is not None and queued.stats.done_reason == "cancel"
+        assert queued.text == ""
+        assert busy.result() == "defghijklmnopqrstuvwxyz"
+
+
+def test_closing_the_iterator_cancels(parallel: Engine) -> None:
+    gen = parallel.generate("abc", GREEDY)
+    for chunk in gen:
+        assert chunk == "d"
+        break
+    # breaking out of a for loop does not close a generator at once; close() does
+    it = iter(parallel.generate("abc", GREEDY))
+    next(it)
+    it.close()
+    assert parallel.generate("klm", greedy(num_predict=3)).result() == "nop"
+
+
+def test_next_turn_reuses_the_cached_prefix(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL) as e:
+        history = "abcdefghij"
+        first = e.generate(history, greedy(num_predict=3))
+        assert first.result() == "klm"
+        second = e.generate(history + "klmnop", greedy(num_predict=3))
+        assert second.result() == "qrs"
+        assert second.stats is not None
+        # only the new text is decoded: BOS, the history and the answer's tokens that
+        # were fed back ("kl"; "m", sampled last, never was) were still in the KV cells
+        assert second.stats.prompt_eval_count == len("mnop")
+        assert e.counters.prompt_tokens_reused >= 1 + len(history)
+
+
+def test_embeddings_do_not_disturb_a_cached_chat(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL) as e:
+        history = "abcdefghij"
+        assert e.generate(history, greedy(num_predict=3)).result() == "klm"
+        vec = e.embed("something else entirely")
+        assert abs(sum(x * x for x in vec) - 1.0) < 1e-4
+        again = e.generate(history + "klm", greedy(num_predict=3))
+        assert again.result() == "nop"
+        assert again.stats is not None and again.stats.prompt_eval_count == len("m")
+
+
+def test_prefix_of_a_busy_sequence_is_copied_not_recomputed(
+    fixture_models: dict[str, Path],
+) -> None:
+    shared = "abcdefghijklmnopqrstuvwxyz" * 3  # a long common prefix (a system prompt …)
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=2) as e:
+        solo = e.generate(shared + "klm", greedy(num_predict=8)).result()
+        e.generate("x", greedy(num_predict=1)).result()  # slot 0 now holds another prompt
+
+        def both_at_once() -> tuple[Generation, Generation]:
+            # on the engine thread: admit A and decode its prompt, then admit B while
+            # A is still running, exactly as the step loop would between two steps
+            a = e.generate(shared + "abc", greedy(num_predict=8))
+            e._take_inbox(block=False)
+            e._admit()
+            e._step()
+            b = e.generate(shared + "klm", greedy(num_predict=8))
+            e._take_inbox(block=False)
+            e._admit()
+            return a, b
+
+        copies = e.counters.prefix_copies
+        a, b = e._call(both_at_once)
+        assert a.result() == expected_continuation(shared + "abc", max_tokens=8)
+        assert b.result() == solo
+        assert e.counters.prefix_copies == copies + 1
+        assert b.stats is not None and b.stats.prompt_eval_count == len("klm")
+
+
+def test_counters_count_steps_and_tokens(fixture_models: dict[str, Path]) -> None:
+    with Engine(fixture_models["counter-f32.gguf"], SMALL) as e:
+        gen = e.generate("abc", greedy(num_predict=5))
+        gen.result()
+        c = e.counters
+    # one step decodes the prompt (BOS + 3 tokens) and samples; 4 more each feed one token
+    assert (c.decode_calls, c.steps, c.tokens_decoded) == (5, 5, 4 + 4)
+    assert c.max_sequences_in_decode == 1
+
+
+@pytest.mark.parametrize(
+    ("fixture", "reason"),
+    [
+        ("not-gguf.gguf", "invalid magic characters"),
+        ("truncated.gguf", "not within the file bounds"),
+    ],
+)
+def test_load_error_quotes_llama_cpp(
+    fixture_models: dict[str, Path], fixture: str, reason: str
+) -> None:
+    with pytest.raises(EngineError, match="could not load") as info:
+        Engine(fixture_models[fixture], SMALL)
+    assert reason in str(info.value)
+    assert "llama.cpp said:" in str(info.value)
+
+
+def test_llama_log_goes_through_logging(
+    fixture_models: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.ERROR, logger="mfc.llama"), pytest.raises(EngineError):
+        Engine(fixture_models["not-gguf.gguf"], SMALL)
+    assert any("invalid magic" in r.getMessage() for r in caplog.records)
+
+
+def test_flash_attention_is_an_option(fixture_models: dict[str, Path]) -> None:
+    fa = dataclasses.replace(SMALL, flash_attn=True)
+    with Engine(fixture_models["counter-f32.gguf"], fa) as e:
+        assert e.generate("abc", GREEDY).result() == "defghijklmnopqrstuvwxyz"
+
+
+def test_an_abort_inside_llama_cpp_still_says_why(
+    fixture_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A vocabulary with a duplicated token makes llama.cpp abort while loading (no
+    Python code survives that): its reason must still reach stderr, without pages of
+    gdb backtrace."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data = bytearray(fixture_models["counter-f32.gguf"].read_bytes())
+    at = data.find(b"\x01\x00\x00\x00\x00\x00\x00\x00b")  # the one-byte token "b"
+    data[at + 8] = ord("a")  # now "a" twice
+    damaged = tmp_path / "dup-vocab.gguf"
+    damaged.write_bytes(data)
+    code = (
+        "import sys; from pathlib import Path; from mfc.runtime.engine import Engine\n"
+        "from mfc.runtime.options import LoadOptions\n"
+        "Engine(Path(sys.argv[1]), LoadOptions(64, 64, 1, 0, 0, True))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GGML_NO_BACKTRACE", "MFC_LLAMA_LOG")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(damaged)], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == -signal.SIGABRT
+    # measured: "llama-vocab.cpp:2544: GGML_ASSERT(id_to_token.size() == token_to_id.size())"
+    assert "GGML_ASSERT(" in proc.stderr and "failed" in proc.stderr
+    assert "futex" not in proc.stderr and "#0 " not in proc.stderr  # no gdb backtrace
+
+
+def test_shared_prefix_seen_before_is_decoded_once(fixture_models: dict[str, Path]) -> None:
+    """Four requests with the same long prefix (an agent's system prompt), seen once
+    before: one reuses the idle slot that holds it, the others copy it or reuse it —
+    none decodes it again."""
+    shared = "abcdefghijklmnopqrstuvwxyz" * 3
+    suffixes = ["abc", "klm", "pqr", "xyz"]
+    with Engine(fixture_models["counter-f32.gguf"], SMALL, n_seq_max=4) as e:
+        solo = {s: e.generate(shared + s, greedy(num_predict=6)).result() for s in suffixes}
+        gens = {s: e.generate(shared + s, greedy(num_predict=6)) for s in suffixes}
+        assert {s: g.result() for s, g in gens.items()} == solo
+        for g in gens.values():
+            assert g.stats is not None and g.stats.prompt_eval_count <= 3
