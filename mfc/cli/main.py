@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "load": ("mfc.cli.store_cmds", "load", "Load models from an OCI image layout tarball."),
     "run": ("mfc.cli.run_cmds", "run", "Run a model: one prompt, or an interactive chat."),
     "template": ("mfc.cli.run_cmds", "template", "Inspect prompt templates."),
+    "serve": ("mfc.cli.serve_cmds", "serve", "Serve Ollama's HTTP API (127.0.0.1:11434)."),
+    "ps": ("mfc.cli.serve_cmds", "ps", "List models loaded by a running server."),
+    "stop": ("mfc.cli.serve_cmds", "stop", "Unload a model from a running server."),
 }
 
 

@@ -112,6 +112,7 @@ class Generation:
     text: str = ""
     stats: Stats | None = None
     warnings: list[str] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # prompt + answer (Ollama's `context`)
     _done: bool = False
 
     def __iter__(self) -> Iterator[str]:
@@ -123,6 +124,8 @@ class Generation:
                     yield value
                 elif kind == "warning":
                     self.warnings.append(value)
+                elif kind == "tokens":
+                    self.tokens = value
                 elif kind == "done":
                     self.stats = value
                     self._done = True
@@ -859,6 +862,7 @@ class Engine:
         tail = slot.stream.finish()
         if tail:
             self._send(req, ("text", tail))
+        self._send(req, ("tokens", list(slot.cached)))
         end = time.perf_counter_ns()
         first = slot.first_ns or end
         self._send(
