@@ -108,6 +108,7 @@ ROUTES = [
     Route("/api/pull", api.not_implemented, methods=["POST"]),
     Route("/api/push", api.not_implemented, methods=["POST"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/mfc/engines", api.engines, methods=["GET"]),
 ]
 
 

@@ -410,6 +410,27 @@ async def ps(request: Request) -> Response:
     return JSON(ol.ps_response([state.ps_entry(m) for m in state.scheduler.ps()]))
 
 
+async def engines(request: Request) -> Response:
+    """mfc extension: each loaded model's runner and its engine counters (tests, debugging)."""
+    state = _state(request)
+    out = []
+    for model in state.scheduler.ps():
+        try:
+            counters = await model.runner.call("counters")
+        except RunnerError as exc:
+            counters = {"error": str(exc)}
+        out.append(
+            {
+                "name": model.name,
+                "digest": model.spec.digest,
+                "pid": model.runner.pid,
+                "active": model.active,
+                "counters": counters,
+            }
+        )
+    return JSON({"models": out})
+
+
 async def show(request: Request) -> Response:
     state = _state(request)
     req = await _parse(request, ol.ShowRequest)

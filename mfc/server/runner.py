@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -201,12 +202,9 @@ class Runner:
         self._in_thread(int(msg["id"]), run)
 
     def counters(self, msg: dict[str, Any]) -> None:
-        counters = getattr(self.engine, "counters", None)
-        value = (
-            dict(vars(counters)) if counters is not None and hasattr(counters, "__dict__") else {}
-        )
-        if isinstance(counters, dict):
-            value = dict(counters)
+        value = dataclasses.asdict(self.engine.counters) if self.engine is not None else {}
+        if self.engine is not None:
+            value.update(running=self.engine.running, waiting=self.engine.waiting)
         self.conn.send({"t": "result", "id": int(msg["id"]), "value": value})
 
     def close(self) -> None:
