@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 PREFIX = "sha256:"
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _FILE_OR_DIGEST_RE = re.compile(r"sha256[:-]([0-9a-f]{64})\Z")
 
 
-def is_digest(text: object) -> bool:
+def is_digest(text: object) -> TypeGuard[str]:
     """True for exactly ``sha256:`` + 64 lowercase hex digits."""
     return isinstance(text, str) and DIGEST_RE.match(text) is not None
 

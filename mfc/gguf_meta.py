@@ -239,7 +239,7 @@ def _reader_class() -> type:
     import numpy as np
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
 
-    class HeaderReader(GGUFReader):  # type: ignore[misc]
+    class HeaderReader(GGUFReader):
         def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
             """Check each tensor's place as llama.cpp's ``gguf_init`` does, then let gguf-py
             map the data: a bad entry is a ``_TableProblem`` with a kind, not a numpy error."""
@@ -303,7 +303,7 @@ def _reader_class() -> type:
             if itype != GGUFValueType.STRING:
                 return super()._get_field_parts(orig_offs, raw_type)
             u64 = struct.Struct("<Q" if self.endianess.name == "LITTLE" else ">Q")
-            buf, limit = memoryview(self.data), len(self.data)
+            buf, limit = memoryview(self.data.data), len(self.data)
             end = offs
             for _ in range(count):
                 (n,) = u64.unpack_from(buf, end)

@@ -147,9 +147,9 @@ def drift(locked: Lock, fresh: Lock) -> list[Drift]:
             changes.append(Drift(message, i))
     old_args, new_args = dict(locked.build_args), dict(fresh.build_args)
     for key in sorted(old_args.keys() | new_args.keys()):
-        old, new = old_args.get(key), new_args.get(key)
-        if old != new:
-            changes.append(Drift(f"build arg {key}: locked {_show(old)}, now {_show(new)}"))
+        old_arg, new_arg = old_args.get(key), new_args.get(key)
+        if old_arg != new_arg:
+            changes.append(Drift(f"build arg {key}: locked {_show(old_arg)}, now {_show(new_arg)}"))
     if locked.quantize != fresh.quantize:
         changes.append(Drift(f"--quantize: locked {locked.quantize}, now {fresh.quantize}"))
     return changes

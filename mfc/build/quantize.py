@@ -110,7 +110,7 @@ def _probe() -> list[str]:
 
     messages: list[str] = []
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    @llama_cpp.llama_log_callback
     def collect(level: int, text: bytes, user: object) -> None:
         messages.append(text.decode("utf-8", "replace"))
 

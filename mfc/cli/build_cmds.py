@@ -218,7 +218,7 @@ _common = [
 ]
 
 
-def _with_common(fn):  # type: ignore[no-untyped-def]
+def _with_common(fn):
     for option in reversed(_common):
         fn = option(fn)
     return fn

@@ -18,6 +18,7 @@ from mfc.diagnostics.render import diagnostics_to_json, render_human, summary
 from mfc.diagnostics.source import SourceFile
 from mfc.modelfile.check import CheckResult, check_parsed
 from mfc.modelfile.format import UnrepresentableValue, dominant_newline, format_modelfile
+from mfc.modelfile.ir import Instruction
 from mfc.modelfile.jsonform import instruction_to_json
 from mfc.modelfile.parser import ParseResult, parse_bytes
 
@@ -55,6 +56,8 @@ def parse(as_json: bool, files: tuple[str, ...]) -> None:
     failed = False
     for name in files:
         result = _parse(name)
+        diags: tuple[Diagnostic, ...]
+        instructions: tuple[Instruction, ...]
         if isinstance(result, tuple):
             diags, source, instructions = (result[0],), result[1], ()
         else:

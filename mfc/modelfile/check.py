@@ -47,6 +47,11 @@ _TEMPLATE_HINT = {
     "": "TEMPLATE takes a Go template (`{{ .Prompt }}`) or Jinja2 (`{{ messages }}`)",
 }
 
+_BUDGET_HINT = (
+    "templates are untrusted code: rendering one prompt may take at most 2 s and produce "
+    "at most 4 MiB of text; loop over the messages, not over large ranges"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
@@ -281,7 +286,9 @@ class _Checker:
             )
             return None
         if stops:
-            params["stop"] = Param("stop", tuple(stops), stop_span or froms[-1][0].span)
+            stop_at = stop_span or froms[-1][0].span
+            assert stop_at is not None  # parsed instructions always carry their span
+            params["stop"] = Param("stop", tuple(stops), stop_at)
         from_inst, from_value = froms[-1]
         draft = drafts[-1] if drafts else None
         if draft is not None:
@@ -533,13 +540,12 @@ class _Checker:
                 )
             )
             return
-        self.add(
-            codes.INVALID_TEMPLATE(
-                span,
-                f"template error: {problem.message}",
-                hint=_TEMPLATE_HINT.get(getattr(problem, "syntax", ""), _TEMPLATE_HINT[""]),
-            )
-        )
+        hint = _TEMPLATE_HINT.get(getattr(problem, "syntax", ""), _TEMPLATE_HINT[""])
+        if "(the template time budget)" in problem.message or "(the template output budget)" in (
+            problem.message
+        ):
+            hint = _BUDGET_HINT
+        self.add(codes.INVALID_TEMPLATE(span, f"template error: {problem.message}", hint=hint))
 
 
 def _shift(inst: Instruction, by: int) -> Span | None:

@@ -39,7 +39,8 @@ GRAMMAR_NAME = "modelfile.lark"
 
 def grammar_text() -> str:
     """The grammar, always from the installed package (never from a source checkout)."""
-    return resources.files("mfc").joinpath("_data", GRAMMAR_NAME).read_text(encoding="utf-8")
+    data = resources.files("mfc").joinpath("_data").joinpath(GRAMMAR_NAME)
+    return data.read_text(encoding="utf-8")
 
 
 _LARK_OPTIONS = {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": False}

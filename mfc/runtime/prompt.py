@@ -41,7 +41,7 @@ def choose_template(image: ModelImage, override: str | None = None) -> PromptTem
         text = builtin_template(family)
         if text:
             markers = builtin_markers(family)
-            if has_tokens(image.model_path, markers):
+            if image.model_path is not None and has_tokens(image.model_path, markers):
                 return PromptTemplate("builtin", text, f"built-in template for `{family}`")
             # llama2, TinyLlama, base models: `llama` architecture, no llama3 tokens.
             # Ollama prompts such models raw; their markers would be plain text.

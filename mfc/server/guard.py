@@ -123,7 +123,7 @@ class Guard:
         if origin is not None and not cors_ok:
             await _plain(send, 403, b"")
             return
-        if not cors_ok:
+        if origin is None or not cors_ok:
             await self.app(scope, receive, send)
             return
 

@@ -157,7 +157,7 @@ def _number(value: float) -> str:
 
 def _fail(message: str, *, located: bool = True) -> PydanticCustomError:
     """A validation error with our own text; ``located=False`` prints it without the field path."""
-    return PydanticCustomError("mfc" if located else "mfc_plain", message)  # type: ignore[arg-type]
+    return PydanticCustomError("mfc" if located else "mfc_plain", message)
 
 
 def _integral(value: Any) -> Any:
@@ -223,7 +223,7 @@ def _keep_alive(value: Any) -> float | int | str:
         keep_alive_seconds(value)
     except ConfigError as exc:
         raise _fail(_keep_alive_text(exc), located=False) from None
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 KeepAlive = Annotated[
@@ -305,7 +305,7 @@ def _options_schema() -> dict[str, Any]:
 Options = Annotated[dict[str, Any], AfterValidator(_options), WithJsonSchema(_options_schema())]
 
 
-def _string_or_list(what: str):  # type: ignore[no-untyped-def]
+def _string_or_list(what: str):
     def check(value: Any) -> str | list[str]:
         if isinstance(value, str):
             return value
@@ -1589,7 +1589,8 @@ def _blob_path() -> dict[str, Any]:
 
 def openapi(version: str = "0.0.0") -> dict[str, Any]:
     """The OpenAPI 3.1 document of the native API, from the same models ``parse`` uses."""
-    models = [(m, "validation") for m in (*REQUEST_MODELS, *RESPONSE_MODELS)]
+    mode: Literal["validation"] = "validation"
+    models = [(m, mode) for m in (*REQUEST_MODELS, *RESPONSE_MODELS)]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
     paths: dict[str, Any] = {}
     for route in _ROUTES:

@@ -56,7 +56,7 @@ def _decode(data: bytes) -> dict[str, Any]:
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    chunks = []
+    chunks: list[bytes] = []
     while n:
         chunk = sock.recv(n)
         if not chunk:

@@ -31,7 +31,7 @@ import queue
 import stat
 import threading
 from collections.abc import Callable
-from typing import BinaryIO, NamedTuple
+from typing import IO, BinaryIO, NamedTuple
 
 from mfc.digest import of_hash
 
@@ -108,6 +108,12 @@ def _fill(readinto: Callable[[memoryview], int | None], buf: mmap.mmap) -> int:
                 break
             got += n
     return got
+
+
+def readinto(src: IO[bytes]) -> Callable[[memoryview], int | None]:
+    """``src.readinto``: binary files have it, though ``typing.IO`` does not declare it."""
+    method: Callable[[memoryview], int | None] = src.readinto  # type: ignore[attr-defined]
+    return method
 
 
 def copy_hashing(
@@ -222,7 +228,7 @@ def copy_file_hashing(
     before = os.fstat(fd)
     size = before.st_size
     if not stat.S_ISREG(before.st_mode) or size == 0:
-        return copy_hashing(src.readinto, dst_fd, progress, direct=direct)
+        return copy_hashing(readinto(src), dst_fd, progress, direct=direct)
     h = hashlib.sha256()
     out = _Output(dst_fd, direct)
     direct_fd = out.direct_fd

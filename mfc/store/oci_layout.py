@@ -196,7 +196,7 @@ def _write_tar(store: Store, entries: list[LayoutEntry], path: Path) -> None:
                         continue
                     with store.open_blob(digest) as src:
                         reader = _HashingReader(src)
-                        tar.addfile(member, reader)  # type: ignore[arg-type]
+                        tar.addfile(member, reader)
                     if of_hash(reader.hash) != digest:
                         raise LayoutError(
                             f"blob {digest} in the store is corrupt; run `mfc verify`"

@@ -41,7 +41,15 @@ from typing import IO, Any, Literal
 
 from mfc.digest import is_digest, of_bytes
 from mfc.store import locking
-from mfc.store.blobio import Blob, Progress, copy_file_hashing, copy_hashing, hash_fd, reflink
+from mfc.store.blobio import (
+    Blob,
+    Progress,
+    copy_file_hashing,
+    copy_hashing,
+    hash_fd,
+    readinto,
+    reflink,
+)
 from mfc.store.fsutil import atomic_write_bytes, fsync_dir, write_all
 from mfc.store.manifest import Manifest, ManifestError
 from mfc.store.names import InvalidNameError, ModelName, parse_name
@@ -244,7 +252,9 @@ class Store:
         """
         with self.building():
             self._prepare_dirs()
-            return self._put_via_temp(lambda fd: copy_hashing(src.readinto, fd, progress), expected)
+            return self._put_via_temp(
+                lambda fd: copy_hashing(readinto(src), fd, progress), expected
+            )
 
     def put_file(
         self,
@@ -531,25 +541,25 @@ class Store:
         else:
             targets = list(self._manifest_files())
         checked: dict[str, Problem | None] = {}
-        for n, path in targets:
+        for owner, path in targets:
             try:
                 manifest = Manifest.from_bytes(path.read_bytes())
             except (OSError, ManifestError) as exc:
                 message = f"manifest {path} is unreadable: {exc}"
-                problems.append(Problem("manifest", message, name=n))
+                problems.append(Problem("manifest", message, name=owner))
                 continue
             for d in manifest.descriptors():
                 if d.digest not in checked:
                     checked[d.digest] = self._check_blob(d.digest, d.size)
                 problem = checked[d.digest]
                 if problem is not None:
-                    who = n.display if n is not None else str(path)
+                    who = owner.display if owner is not None else str(path)
                     problems.append(
                         Problem(
                             problem.kind,
                             f"{who}: {d.media_type} {problem.message}",
                             d.digest,
-                            n,
+                            owner,
                         )
                     )
         if name is None and self.blobs_dir.is_dir():

@@ -199,6 +199,10 @@ def _truncated(source: Path) -> Callable[[Path], None]:
     return write
 
 
+def _not_gguf(path: Path) -> None:
+    path.write_bytes(NOT_GGUF)
+
+
 def generate(dest: Path) -> dict[str, Path]:
     """Write every fixture into ``dest`` (created if missing); returns name → path."""
     dest = Path(dest)
@@ -212,7 +216,7 @@ def generate(dest: Path) -> dict[str, Path]:
         "lora-shift.gguf": _counter_lora("lora-shift.gguf"),
         "lora-other-arch.gguf": _other_arch_lora,
         "truncated.gguf": _truncated(paths["counter-f32.gguf"]),
-        "not-gguf.gguf": lambda p: p.write_bytes(NOT_GGUF),
+        "not-gguf.gguf": _not_gguf,
     }
     for name in NAMES:
         _atomic_write(paths[name], writers[name])
