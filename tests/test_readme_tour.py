@@ -12,10 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tour_commands() -> list[str]:
+def tour_commands(heading: str = "A short tour") -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"## A short tour\s+```sh\n(.*?)```", text, re.S)
-    assert block, "README.md lost its tour"
+    block = re.search(rf"## {re.escape(heading)}[^\n]*\s+```sh\n(.*?)```", text, re.S)
+    assert block, f"README.md lost its {heading!r} block"
     commands = []
     for line in block.group(1).splitlines():
         command = re.sub(r"\s+#.*$", "", line).strip()
@@ -45,3 +45,51 @@ def test_tour_commands_run_as_written(tmp_path: Path) -> None:
             assert result.stdout.strip() == "defghijklmnopqrstuvwxyz"
     assert len(ran) >= 12
     assert (work / "counter.tar").stat().st_size > 0
+
+
+def test_serving_block_runs_as_written(tmp_path: Path) -> None:
+    """`mfc serve &`, the curl line, `mfc ps`, `mfc stop` — on a free port instead of 11434."""
+    import socket
+    import time
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for folder in ("examples", "registry_cache"):
+        shutil.copytree(ROOT / folder, work / folder)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MFC_MODELS=str(tmp_path / "models"), MFC_HOST=f"127.0.0.1:{port}")
+    env.pop("OLLAMA_HOST", None)
+    build = [sys.executable, "-m", "mfc", "build", "-t", "counter", "examples/counter"]
+    subprocess.run(build, cwd=work, env=env, check=True, capture_output=True)
+    commands = tour_commands("Serving")
+    assert commands[0] == "mfc serve &"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mfc", "serve"], cwd=work, env=env, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
+                time.sleep(0.1)
+        outputs = {}
+        for command in commands[1:]:
+            command = command.replace("11434", str(port))
+            argv = (
+                command if command.startswith("curl ") else f"{sys.executable} -m mfc {command[4:]}"
+            )
+            result = subprocess.run(
+                argv, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=120
+            )
+            assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+            outputs[command.split()[0] if command.startswith("curl") else command] = result.stdout
+        assert '"response":"defghijklmnopqrstuvwxyz"' in outputs["curl"]
+        assert "counter" in outputs["mfc ps"]
+    finally:
+        server.terminate()
+        assert server.wait(15) == 0

@@ -9,6 +9,7 @@ a few seconds, however many streams were open.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from mfc.server.config import Loaded
@@ -43,6 +44,11 @@ def run(loaded: Loaded) -> int:
         )
     )
     log.info("mfc serve listening on %s", config.address.url)
+    # uvicorn handles SIGINT/SIGTERM while it runs (stop accepting, close connections, run the
+    # lifespan shutdown that stops every runner) and then re-raises the signal to the handler
+    # that was installed before it. A stop that was asked for is a clean exit: status 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     except OSError as exc:
