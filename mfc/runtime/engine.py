@@ -65,6 +65,19 @@ DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
 MIN_COPY_TOKENS = 32
 
 
+# `kv_cache_type` → ggml type id (llama-cpp-python binds these as GGML_TYPE_* constants).
+_KV_TYPES = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+}
+
+
 class EngineError(RuntimeError):
     """llama.cpp refused something (a model or adapter that will not load, a failed decode)."""
 
@@ -498,6 +511,10 @@ class Engine:
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         cp.no_perf = True
+        if o.kv_cache_type != "f16":
+            kv_type = _KV_TYPES[o.kv_cache_type]
+            cp.type_k = kv_type
+            cp.type_v = kv_type
         if embeddings:
             cp.embeddings = True
             cp.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE  # per-token rows, pooled here

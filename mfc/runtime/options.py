@@ -54,6 +54,9 @@ class LoadOptions:
     # Off keeps greedy output batch-invariant (a sequence answers the same alone or
     # batched with others); on is a few percent faster on long contexts.
     flash_attn: bool = False
+    # K/V cache cell type (`OLLAMA_KV_CACHE_TYPE`): f16, or a quantized type to save memory.
+    # llama.cpp quantizes the V cache only with flash attention on.
+    kv_cache_type: str = "f16"
 
 
 def _default(name: str) -> Any:

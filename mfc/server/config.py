@@ -216,7 +216,7 @@ def _origins(text: str) -> tuple[str, ...]:
 
 def _kv_type(text: str) -> str:
     t = text.strip().lower()
-    if t not in ("f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"):
+    if t not in ("f16", "f32", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"):
         raise ConfigError(f"unknown K/V cache type {text!r} (f16, q8_0, q4_0, ...)")
     return t
 
@@ -340,4 +340,11 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Loaded:
         values["max_loaded_models"] = 3
     if values.get("context_length") == 0:
         values.pop("context_length")
+    kv = values.get("kv_cache_type", "f16")
+    if kv != "f16" and not values.get("flash_attention", False):
+        warnings.append(
+            f"{sources.get('kv_cache_type')}={kv} needs flash attention (llama.cpp quantizes the"
+            " V cache only with it): set FLASH_ATTENTION=1; using f16"
+        )
+        values["kv_cache_type"] = "f16"
     return Loaded(ServerConfig(**values), tuple(warnings), sources)

@@ -73,6 +73,7 @@ def prepare(
     context_length: int,
     num_parallel: int,
     flash_attention: bool,
+    kv_cache_type: str = "f16",
 ) -> Prepared:
     """Options resolved for one request and the engine they need."""
     resolved = opts.resolve(
@@ -86,6 +87,7 @@ def prepare(
         name: getattr(load, name) for name in type(load).__dataclass_fields__
     }
     load_pairs["flash_attn"] = flash_attention
+    load_pairs["kv_cache_type"] = kv_cache_type
     spec = LoadSpec(
         digest=image.digest or str(image.model_path),
         model_path=str(image.model_path),

@@ -74,6 +74,7 @@ def _prepare(state: ServerState, image: Any, options: Mapping[str, Any] | None) 
             context_length=state.config.context_length,
             num_parallel=state.config.num_parallel,
             flash_attention=state.config.flash_attention,
+            kv_cache_type=state.config.kv_cache_type,
         )
     except (ValueError, TypeError) as exc:
         raise ApiError(400, f"options: {exc}") from None
@@ -125,11 +126,14 @@ async def _respond(
 
     async def collect() -> dict[str, Any]:
         parts: list[str] = []
-        async for ev in guarded:
-            if isinstance(ev, Piece):
-                parts.append(ev.text)
-            else:
-                return final(ev, "".join(parts))
+        # Closed here, not whenever the garbage collector gets to it: closing releases the
+        # model (keep_alive 0 unloads it) before the answer is sent.
+        async with contextlib.aclosing(guarded):
+            async for ev in guarded:
+                if isinstance(ev, Piece):
+                    parts.append(ev.text)
+                else:
+                    return final(ev, "".join(parts))
         raise RunnerError("the generation ended without a result")
 
     try:

@@ -395,3 +395,21 @@ def test_shared_prefix_seen_before_is_decoded_once(fixture_models: dict[str, Pat
         assert {s: g.result() for s, g in gens.items()} == solo
         for g in gens.values():
             assert g.stats is not None and g.stats.prompt_eval_count <= 3
+
+
+def test_quantized_kv_cache_generates_the_same_greedy_text(fixture_models) -> None:
+    """KV_CACHE_TYPE q8_0 (with flash attention, which llama.cpp needs for a quantized V cache)."""
+    load = LoadOptions(
+        n_ctx=256,
+        n_batch=64,
+        n_threads=1,
+        n_gpu_layers=0,
+        main_gpu=0,
+        use_mmap=True,
+        flash_attn=True,
+        kv_cache_type="q8_0",
+    )
+    with Engine(fixture_models["counter-f32.gguf"], load) as engine:
+        assert engine.generate("abc", SamplingOptions(temperature=0)).result() == (
+            "defghijklmnopqrstuvwxyz"
+        )

@@ -129,3 +129,13 @@ def test_every_variable_is_documented() -> None:
     doc = (ROOT / "docs" / "serve.md").read_text(encoding="utf-8")
     for var in ENV_VARS:
         assert f"OLLAMA_{var.suffix}" in doc or f"MFC_{var.suffix}" in doc, var.suffix
+
+
+def test_quantized_kv_cache_needs_flash_attention() -> None:
+    without = load({"OLLAMA_KV_CACHE_TYPE": "q8_0"})
+    assert without.config.kv_cache_type == "f16"
+    assert any("needs flash attention" in w for w in without.warnings)
+    with_fa = load({"OLLAMA_KV_CACHE_TYPE": "q8_0", "OLLAMA_FLASH_ATTENTION": "1"})
+    assert with_fa.config.kv_cache_type == "q8_0" and not with_fa.warnings
+    with pytest.raises(ConfigError, match="KV_CACHE_TYPE"):
+        load({"MFC_KV_CACHE_TYPE": "q9"})
