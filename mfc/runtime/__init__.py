@@ -12,7 +12,7 @@ Importing this package does not import llama_cpp; loading a model does.
 
 from __future__ import annotations
 
-from mfc.runtime.engine import Engine, EngineError, Generation, PromptTooLongError
+from mfc.runtime.engine import Counters, Engine, EngineError, Generation, PromptTooLongError
 from mfc.runtime.model import Adapter, ChatMessage, ModelImage, image_from_gguf, load_image
 from mfc.runtime.options import LoadOptions, SamplingOptions, resolve
 from mfc.runtime.session import Session, Turn
@@ -21,6 +21,7 @@ from mfc.runtime.stats import Stats, format_stats
 __all__ = [
     "Adapter",
     "ChatMessage",
+    "Counters",
     "Engine",
     "EngineError",
     "Generation",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -190,6 +192,27 @@ def test_other_tensor_types_count_too(fixture_models: dict[str, Path], fixture: 
 
 # -- the step loop: several sequences, queueing, cancel, prompt cache ---------------------
 
+
+@contextlib.contextmanager
+def paused(engine: Engine) -> Iterator[None]:
+    """Hold the engine thread between two steps: what is submitted meanwhile is
+    taken in together when the block ends."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        gate.wait()
+
+    holder = threading.Thread(target=engine._call, args=(hold,))
+    holder.start()
+    entered.wait()
+    try:
+        yield
+    finally:
+        gate.set()
+        holder.join()
+
+
 PROMPTS = ["abc", "m", "hello wor", "ABC", "klm", "xyz", "pqr"]
 
 
@@ -204,20 +227,23 @@ def test_concurrent_generations_equal_their_solo_output(parallel: Engine) -> Non
     assert solo == {p: expected_continuation(p) for p in PROMPTS}
     before = parallel.counters
     results: dict[str, str] = {}
-    barrier = threading.Barrier(len(PROMPTS))
+    submitted = threading.Barrier(len(PROMPTS) + 1)
 
     def run(prompt: str) -> None:
-        barrier.wait()
-        results[prompt] = parallel.generate(prompt, GREEDY).result()
+        gen = parallel.generate(prompt, GREEDY)
+        submitted.wait()
+        results[prompt] = gen.result()
 
     threads = [threading.Thread(target=run, args=(p,)) for p in PROMPTS]
-    for t in threads:
-        t.start()
+    with paused(parallel):  # every request arrives before the next step: 4 run, 3 wait
+        for t in threads:
+            t.start()
+        submitted.wait()
     for t in threads:
         t.join()
     assert results == solo
     after = parallel.counters
-    assert after.max_sequences_in_decode > 1  # batched: several sequences in one llama_decode
+    assert after.max_sequences_in_decode == 4  # batched: every slot in one llama_decode
     assert after.generations - before.generations == len(PROMPTS)
     assert parallel.llama_threads == {parallel.worker_ident}
 
@@ -395,6 +421,28 @@ def test_shared_prefix_seen_before_is_decoded_once(fixture_models: dict[str, Pat
         assert {s: g.result() for s, g in gens.items()} == solo
         for g in gens.values():
             assert g.stats is not None and g.stats.prompt_eval_count <= 3
+
+
+def test_long_prompts_are_read_in_chunks_beside_running_streams(
+    fixture_models: dict[str, Path],
+) -> None:
+    """num_batch 8: a 60-token prompt takes several steps to read, and the other
+    sequence keeps decoding in those same steps; both answers are unchanged."""
+    tiny_batch = dataclasses.replace(SMALL, n_batch=8)
+    long_prompt = "abcdefghijklmnopqrstuvwxy" * 2 + "abcdefghij"
+    with Engine(fixture_models["counter-f32.gguf"], tiny_batch, n_seq_max=2) as e:
+        alone = e.generate(long_prompt, GREEDY).result()
+        assert alone == expected_continuation(long_prompt)
+        before = e.counters
+        with paused(e):  # both join the same step
+            runner = e.generate("abc", GREEDY)
+            reader = e.generate(long_prompt, GREEDY)
+        assert reader.result() == alone
+        assert runner.result() == "defghijklmnopqrstuvwxyz"
+        after = e.counters
+    assert after.max_sequences_in_decode == 2
+    assert after.tokens_decoded - before.tokens_decoded >= len(long_prompt)
+    assert after.decode_ns > 0 and after.step_ns >= after.decode_ns
 
 
 def test_quantized_kv_cache_generates_the_same_greedy_text(fixture_models) -> None:
