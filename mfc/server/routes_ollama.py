@@ -62,6 +62,17 @@ def _open(state: ServerState, name: str | None) -> Any:
         raise ApiError(500, "; ".join(d.message for d in exc.diagnostics)) from None
 
 
+def _require(
+    image: Any, name: str, *, insert: bool = False, tools: bool = False, think: Any = None
+) -> None:
+    """Ollama's capability checks: a request may only use what the model's template supports."""
+    caps = set(image.capabilities())
+    wanted = [("insert", insert), ("tools", tools), ("thinking", think not in (None, False))]
+    for cap, asked in wanted:
+        if asked and cap not in caps:
+            raise ApiError(400, f'"{name}" does not support {cap}')
+
+
 def _prepare(state: ServerState, image: Any, options: Mapping[str, Any] | None) -> Prepared:
     try:
         overrides = ol.resolve_options(options).values
@@ -111,7 +122,9 @@ async def _respond(
     final: Callable[[Done, str], dict[str, Any]],
 ) -> Response:
     """NDJSON (a chunk per piece, then the final object), or one object with the whole text."""
-    guarded = await _guarded(events)
+    # Until the first piece there is no response whose disconnect Starlette watches: a request
+    # waiting for a slot (or for its model to load) must still notice that its client left.
+    guarded = await until_disconnect(request, _guarded(events))
     if stream:
 
         async def lines() -> AsyncIterator[dict[str, Any]]:
@@ -158,6 +171,7 @@ async def generate(request: Request) -> Response:
     if req.raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
     image = _open(state, req.model)
+    _require(image, req.model, insert=bool(req.suffix), think=req.think)
     prepared = _prepare(state, image, req.options)
     fmt = _format(req.format)
     info = state.model_info(req.model, image)
@@ -275,6 +289,7 @@ async def chat(request: Request) -> Response:
     req = await _parse(request, ol.ChatRequest)
     keep_alive = _keep_alive(state, req.keep_alive)
     image = _open(state, req.model)
+    _require(image, req.model, tools=bool(req.tools), think=req.think)
     prepared = _prepare(state, image, req.options)
     fmt = _format(req.format)
     info = state.model_info(req.model, image)

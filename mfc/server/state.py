@@ -43,7 +43,8 @@ class ServerState:
 
     def model_info(self, name: str, view: ImageView) -> dict[str, Any]:
         """What /api/ps reports about a loaded model (kept with it by the scheduler)."""
-        return {"name": name, "digest": view.digest, "size": view.size, "facts": facts(view)}
+        shown = view.display if view.ref is not None else name
+        return {"name": shown, "digest": view.digest, "size": view.size, "facts": facts(view)}
 
     # -- routes' work (run in a thread: they touch the disk) --------------------------------------
 
@@ -91,7 +92,7 @@ class ServerState:
     def ps_entry(self, model: Loaded) -> dict[str, Any]:
         info = model.info
         return ol.ps_entry(
-            model.name,
+            str(info.get("name") or model.name),
             info.get("facts") or ol.ModelFacts(),
             size=int(info.get("size") or 0),
             size_vram=0,

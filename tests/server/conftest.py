@@ -96,6 +96,12 @@ def served(
     store = Store(tmp / "models")
     build_counter(store, fixture_models, "counter")
     build_counter(store, fixture_models, "counter-sys", 'SYSTEM "be brief"\n')
+    # A template that takes tools (Ollama's `tools` capability): tool names, then the messages.
+    tools_template = (
+        "{{ range .Tools }}{{ .Function.Name }};{{ end }}"
+        "{{ range .Messages }}{{ .Content }}{{ end }}"
+    )
+    build_counter(store, fixture_models, "counter-tools", f'TEMPLATE """{tools_template}"""\n')
     server = start_server(tmp, store)
     try:
         yield server

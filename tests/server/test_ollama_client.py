@@ -77,7 +77,7 @@ def test_chat(client: ollama.Client) -> None:
     assert all(p.message.role == "assistant" for p in parts)
 
 
-def test_chat_multi_turn_and_tools_are_accepted(client: ollama.Client) -> None:
+def test_chat_multi_turn_and_tools_reach_the_template(client: ollama.Client) -> None:
     tool = {
         "type": "function",
         "function": {
@@ -86,17 +86,28 @@ def test_chat_multi_turn_and_tools_are_accepted(client: ollama.Client) -> None:
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
         },
     }
-    r = client.chat(
-        model="counter",
-        messages=[
-            {"role": "user", "content": "x"},
-            {"role": "assistant", "content": "y"},
-            {"role": "user", "content": "abc"},
-        ],
-        tools=[tool],
-        options=GREEDY,
-    )
-    assert r.message.content == ANSWER  # raw template: the last turn's text ends with "abc"
+    history = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "y"},
+        {"role": "user", "content": "abc"},
+    ]
+    r = client.chat(model="counter-tools", messages=history, tools=[tool], options=GREEDY)
+    assert r.message.content == ANSWER  # the prompt ends with "abc"
+    rendered = httpx.post(
+        client._client.base_url.join("/api/chat"),
+        json={
+            "model": "counter-tools",
+            "messages": history,
+            "tools": [tool],
+            "_debug_render_only": True,
+        },
+    ).json()
+    assert rendered["_debug_info"]["rendered_template"] == "get_weather;xyabc"
+    # A model whose template takes no tools refuses them, as Ollama does.
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="counter", messages=history, tools=[tool])
+    assert err.value.status_code == 400
+    assert "does not support tools" in err.value.error
 
 
 def test_list_show_copy_delete(client: ollama.Client, served: Any) -> None:
@@ -141,12 +152,12 @@ def test_embed_and_embeddings(client: ollama.Client) -> None:
 def test_ps_and_keep_alive_zero_unloads(client: ollama.Client) -> None:
     client.generate(model="counter", prompt="abc", options={**GREEDY, "num_predict": 1})
     loaded = {m.model for m in client.ps().models}
-    assert "counter" in loaded or "counter:latest" in loaded
+    assert "counter:latest" in loaded
     m = client.ps().models[0]
     assert m.context_length and m.expires_at is not None
     r = client.generate(model="counter", keep_alive=0)
     assert r.done_reason == "unload"
-    assert not [x for x in client.ps().models if x.model.startswith("counter")]
+    assert "counter:latest" not in {x.model for x in client.ps().models}
 
 
 def test_create_from_name_and_from_files(
