@@ -24,9 +24,13 @@ class PromptTemplate:
     origin: str  # named in render errors and by `/show template`
 
 
-def choose_template(image: ModelImage, override: str | None = None) -> PromptTemplate:
+def choose_template(
+    image: ModelImage,
+    override: str | None = None,
+    override_origin: str = "template set with `/set template`",
+) -> PromptTemplate:
     if override is not None:
-        return PromptTemplate("template", override, "template set with `/set template`")
+        return PromptTemplate("template", override, override_origin)
     if image.template:
         return PromptTemplate("template", image.template, f"TEMPLATE of model `{image.name}`")
     if image.gguf.chat_template:

@@ -151,10 +151,16 @@ async def create(request: Request, req: Any, store: Store) -> Response:
                 else:
                     text, base_dir = modelfile_from_json(req, store, stage), stage
                     source = "<request>"
-                emit({"status": "parsing modelfile"})
+                started = False
 
                 def progress(event: Any) -> None:
+                    # "parsing modelfile" waits for the first step, so a Modelfile that does
+                    # not compile is a 400 with diagnostics even when the client streams.
+                    nonlocal started
                     if event.kind in ("step", "info"):
+                        if not started:
+                            started = True
+                            emit({"status": "parsing modelfile"})
                         emit({"status": event.message})
 
                 result = build_text(
@@ -166,6 +172,8 @@ async def create(request: Request, req: Any, store: Store) -> Response:
                     quantize=req.quantize or None,
                     progress=progress,
                 )
+                if not started:
+                    emit({"status": "parsing modelfile"})
                 for d in result.diagnostics:
                     emit({"status": f"warning[{d.code}]: {d.message}"})
                 emit({"status": "writing manifest"})

@@ -54,7 +54,7 @@ class Conversation:
 
 def build_prompt(image: ModelImage, conv: Conversation) -> str:
     """SYSTEM, the image's MESSAGE layers, then the request's messages, through the template."""
-    template = choose_template(image, conv.template_override)
+    template = choose_template(image, conv.template_override, "the request's `template`")
     messages: list[Mapping[str, Any]] = []
     first_is_system = bool(conv.messages) and conv.messages[0].get("role") == "system"
     system = conv.system_override if conv.system_override is not None else image.system

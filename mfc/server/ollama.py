@@ -275,6 +275,19 @@ def _options(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+# Load-time options the parameter table leaves unbounded but llama.cpp cannot survive from a
+# request: num_batch sizes an allocation (1e11 took 17 GB, then SIGSEGV) and num_thread starts
+# that many threads (1e5: SIGSEGV). The bounds are far above any useful value.
+SERVER_MAXIMUM: dict[str, int] = {"num_batch": 65536, "num_thread": 256}
+
+
+def _maximum(spec: ParamSpec) -> float | None:
+    server = SERVER_MAXIMUM.get(spec.name)
+    if server is None:
+        return spec.maximum
+    return server if spec.maximum is None else min(spec.maximum, server)
+
+
 def _options_schema() -> dict[str, Any]:
     """Document every option of the parameter table (deprecated ones are accepted, unlisted)."""
     json_type = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}
@@ -289,8 +302,8 @@ def _options_schema() -> dict[str, Any]:
         )
         if spec.minimum is not None:
             schema["minimum"] = spec.minimum
-        if spec.maximum is not None:
-            schema["maximum"] = spec.maximum
+        if _maximum(spec) is not None:
+            schema["maximum"] = _maximum(spec)
         if spec.doc:
             schema["description"] = f"{spec.doc} ({spec.phase})"
         properties[name] = schema
@@ -762,14 +775,14 @@ def _option_value(spec: ParamSpec, value: Any) -> int | float | bool | tuple[str
         number = float(value)
         if abs(number) > FLOAT32_MAX:
             raise BadRequest(f"option {name} is too large for a 32-bit float, not {value}")
-    lo, hi = spec.minimum, spec.maximum
+    lo, hi = spec.minimum, _maximum(spec)
     if (lo is not None and number < lo) or (hi is not None and number > hi):
         raise BadRequest(f"option {name} must be {_range(spec)}, not {value}")
     return number
 
 
 def _range(spec: ParamSpec) -> str:
-    lo, hi = spec.minimum, spec.maximum
+    lo, hi = spec.minimum, _maximum(spec)
     if lo is not None and hi is not None:
         return f"between {format_param_value(lo)} and {format_param_value(hi)}"
     if lo is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mfc.template.builtin import builtin_markers, builtin_names, builtin_template
 from mfc.template.errors import (
+    TemplateBudgetError,
     TemplateError,
     TemplateProblem,
     TemplateRenderError,
@@ -16,6 +17,7 @@ from mfc.template.errors import (
 from mfc.template.render import check_template, detect_syntax, render_prompt, translate_go
 
 __all__ = [
+    "TemplateBudgetError",
     "TemplateError",
     "TemplateProblem",
     "TemplateRenderError",

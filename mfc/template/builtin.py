@@ -49,7 +49,12 @@ def builtin_template(family: str) -> str | None:
     stem = FAMILIES.get(family.strip().lower())
     if stem is None:
         return None
-    return resources.files("mfc.template").joinpath("builtin", f"{stem}.gotmpl").read_text("utf-8")
+    return (
+        resources.files("mfc.template")
+        .joinpath("builtin")
+        .joinpath(f"{stem}.gotmpl")
+        .read_text("utf-8")
+    )
 
 
 def builtin_markers(family: str) -> tuple[str, ...]:

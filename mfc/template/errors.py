@@ -5,6 +5,7 @@ Exception tree::
     TemplateError
     ├── TemplateSyntaxError   bad Go template (from ``translate_go``); has line/column
     └── TemplateRenderError   any failure while rendering; names the template's origin
+        └── TemplateBudgetError   rendering ran out of time or output (a hostile template)
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Literal
 Syntax = Literal["go", "jinja"]
 ProblemSeverity = Literal["error", "warning"]
 # What made rendering fail: the sandbox refused ("security"), Go execution failed
-# ("go": unknown field, bad types), the template called raise_exception ("raise"), else "other".
-RenderCause = Literal["security", "go", "raise", "other"]
+# ("go": unknown field, bad types), the template called raise_exception ("raise"), it ran out of
+# its time or output budget ("budget"), else "other".
+RenderCause = Literal["security", "go", "raise", "budget", "other"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +61,10 @@ class TemplateRenderError(TemplateError):
         self.cause = cause
         where = origin if line is None else f"{origin} (template line {line})"
         super().__init__(f"template error in {where}: {message}")
+
+
+class TemplateBudgetError(TemplateRenderError):
+    """Rendering exceeded the sandbox's time or output budget (``mfc.template.sandbox``)."""
+
+    def __init__(self, origin: str, message: str, line: int | None = None):
+        super().__init__(origin, message, line, "budget")

@@ -159,7 +159,7 @@ def legacy_rounds(conv: Conversation) -> list[dict[str, Any]]:
     """Root maps for each render of a legacy template; the last one is the open round."""
     _, messages = collate(conv.messages)
     rounds: list[dict[str, Any]] = []
-    state = {"System": "", "Prompt": "", "Response": ""}
+    state: dict[str, Any] = {"System": "", "Prompt": "", "Response": ""}
 
     def flush() -> None:
         rounds.append({**state, **_think_values(conv.think)})

@@ -8,6 +8,7 @@ becomes ``TemplateRenderError`` naming where the template came from.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ from mfc.template.errors import (
     ProblemSeverity,
     RenderCause,
     Syntax,
+    TemplateBudgetError,
     TemplateProblem,
     TemplateRenderError,
     TemplateSyntaxError,
 )
 from mfc.template.go_translate import translate
-from mfc.template.sandbox import compile_go, compile_hf, hf_environment
+from mfc.template.sandbox import BudgetExceeded, budget, compile_go, compile_hf, hf_environment
 
 _GO_ACTION = re.compile(
     r"\{\{-?\s*(?:[.$(]|/\*|(?:if|else|end|range|with|define|template|block|break|continue"
@@ -248,17 +250,17 @@ def _trial_problem(text: str, syntax: Syntax, warnings: bool) -> TemplateProblem
                 origin="template",
             )
         except TemplateRenderError as exc:
-            if exc.cause in ("security", "go"):
+            if exc.cause in ("security", "go", "budget"):
                 return _render_problem(text, syntax, exc, "error", "")
             failures.append((shape, exc))
     if not failures:
         return None
-    shape, exc = failures[0]
+    shape, first = failures[0]
     if len(failures) == len(_SAMPLES):
-        return _render_problem(text, syntax, exc, "error", "")
+        return _render_problem(text, syntax, first, "error", "")
     if not warnings:
         return None
-    return _render_problem(text, syntax, exc, "warning", f" on a {shape} conversation")
+    return _render_problem(text, syntax, first, "warning", f" on a {shape} conversation")
 
 
 def _render_problem(
@@ -287,6 +289,8 @@ def _render_error_offset(text: str, syntax: Syntax, exc: TemplateRenderError) ->
         pattern = rf"\b{re.escape(name.group(1) or name.group(2))}\b"
     elif exc.cause == "raise":
         pattern = r"\braise_exception\b"
+    elif exc.cause == "budget":  # the loop (or call) that was running when time ran out
+        pattern = r"\{%-?\s*for\b|\{\{-?\s*range\b" if exc.line else r"\{[{%]"
     else:
         return None
     starts = [0, *(m.end() for m in re.finditer("\n", text))]
@@ -334,6 +338,8 @@ def _run(template: Template, context: dict[str, Any], origin: str) -> str:
         return template.render(context)
     except TemplateRenderError:
         raise
+    except BudgetExceeded as exc:
+        raise TemplateBudgetError(origin, str(exc), _template_line(exc)) from None
     except jinja2.UndefinedError as exc:
         raise TemplateRenderError(origin, f"undefined value: {exc}", _template_line(exc)) from None
     except jinja2.exceptions.SecurityError as exc:
@@ -387,6 +393,30 @@ def render_prompt(
     them); Jinja2 templates get Hugging Face's variables.
     """
     msgs = _with_system(messages, system)
+    with budget(input_size=_input_size(msgs, tools)):
+        return _render_prompt(
+            template, msgs, tools, think, add_generation_prompt, bos_token, eos_token, origin
+        )
+
+
+def _input_size(messages: Sequence[Mapping[str, Any]], tools: Any) -> int:
+    """Characters handed to the template: its output budget grows with them."""
+    size = sum(len(str(v)) for m in messages for v in m.values())
+    if tools:
+        size += len(json.dumps(tools, default=str))
+    return size
+
+
+def _render_prompt(
+    template: str,
+    msgs: list[dict[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None,
+    think: bool | str | None,
+    add_generation_prompt: bool,
+    bos_token: str,
+    eos_token: str,
+    origin: str,
+) -> str:
     syntax = detect_syntax(template)
     if syntax == "go":
         try:
