@@ -102,9 +102,12 @@ class Resolved:
             return int(value)
 
         threads = num("num_thread")
+        n_ctx = num("num_ctx")
         return LoadOptions(
-            n_ctx=num("num_ctx"),
-            n_batch=num("num_batch"),
+            n_ctx=n_ctx,
+            # As Ollama and llama.cpp: a batch never exceeds the context (a huge num_batch
+            # would otherwise size llama.cpp's buffers by it and exhaust memory).
+            n_batch=min(num("num_batch"), n_ctx),
             n_threads=threads if threads > 0 else None,
             n_gpu_layers=num("num_gpu"),
             main_gpu=num("main_gpu"),

@@ -73,3 +73,10 @@ def test_sampling_defaults_are_the_tables() -> None:
     for f in fields(SamplingOptions):
         assert getattr(defaults, f.name) == PARAMETERS[f.name].default, f.name
     assert resolve({}, env={}).sampling() == defaults
+
+
+def test_num_batch_is_clamped_to_num_ctx() -> None:
+    from mfc.runtime.options import resolve
+
+    load = resolve({"num_batch": 10**11, "num_ctx": 256}, env={}).load()
+    assert (load.n_ctx, load.n_batch) == (256, 256)
