@@ -111,20 +111,38 @@ async def prepend(
             await rest.aclose()  # type: ignore[attr-defined]
 
 
+class ClientGone(ApiError):
+    """The client closed the connection before the answer: nobody reads the response (499, as
+    nginx logs it), and it is not an error of the application to log with a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "the client closed the connection")
+
+
 async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
-    """Run ``work``; cancel it if the client disconnects first (non-streamed answers)."""
+    """Run ``work``; cancel it if the client disconnects first (non-streamed answers, and a
+    stream's wait for its first piece). A disconnect raises ``ClientGone``."""
     task = asyncio.ensure_future(work)
+    gone = False
 
     async def watch() -> None:
+        nonlocal gone
         while not task.done():
             message = await request.receive()
             if message["type"] == "http.disconnect":
+                gone = True
                 task.cancel()
                 return
 
     watcher = asyncio.ensure_future(watch())
     try:
         return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        cancelling = getattr(current, "cancelling", lambda: 0)()  # Python 3.11+
+        if gone and not cancelling:  # our own cancel, not the handler's
+            raise ClientGone() from None
+        raise
     finally:
         watcher.cancel()
         with contextlib.suppress(BaseException):

@@ -1,16 +1,20 @@
 """Running the server: logging, start-up warnings, uvicorn, a clean stop.
 
-SIGINT/SIGTERM: uvicorn stops accepting connections and closes the open ones
-(open streams end; their generations are cancelled in the runners), the
-lifespan shutdown stops every runner process, and the process exits 0 — within
-a few seconds, however many streams were open.
+SIGINT/SIGTERM: every open generation ends at once (a stream gets a final
+``{"error": "the server is shutting down"}`` line; its runner cancels it), new
+requests get 503, uvicorn stops accepting connections and closes the open ones,
+the lifespan shutdown stops every runner process, and the process exits 0 —
+within a few seconds, however many streams were open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sys
+from types import FrameType
+from typing import Any
 
 from mfc.server.config import Loaded
 
@@ -32,7 +36,22 @@ def run(loaded: Loaded) -> int:
             config.address.url,
         )
     app = create_app(config)
-    server = uvicorn.Server(
+    scheduler = app.app.state.mfc.scheduler
+
+    class Server(uvicorn.Server):
+        """On the first SIGINT/SIGTERM, open generations end at once with an error line, so
+        the graceful shutdown does not wait out its timeout for streams that never end."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().startup(sockets)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.should_exit and hasattr(self, "loop"):
+                self.loop.call_soon_threadsafe(scheduler.begin_shutdown)
+            super().handle_exit(sig, frame)
+
+    server = Server(
         uvicorn.Config(
             app,
             host=config.address.host,

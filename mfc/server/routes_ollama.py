@@ -151,7 +151,9 @@ async def _respond(
 
     try:
         return JSON(await until_disconnect(request, collect()))
-    except (RunnerError, PromptError) as exc:
+    except RunnerError as exc:
+        raise ApiError(_runner_status(exc), str(exc)) from None
+    except PromptError as exc:
         raise ApiError(500, str(exc)) from None
 
 
@@ -188,7 +190,7 @@ async def generate(request: Request) -> Response:
             image_messages=False,
         )
         try:
-            text = inference.build_prompt(image, conv)
+            text = await asyncio.to_thread(inference.build_prompt, image, conv)
         except PromptError as exc:
             raise ApiError(400, str(exc)) from None
     if req.debug_render_only:
@@ -304,7 +306,7 @@ async def chat(request: Request) -> Response:
     tools = [t.model_dump(by_alias=True, exclude_defaults=True) for t in req.tools or []]
     conv = Conversation(messages, tools=tools or None, think=req.think)
     try:
-        prompt = inference.build_prompt(image, conv)
+        prompt = await asyncio.to_thread(inference.build_prompt, image, conv)
     except PromptError as exc:
         raise ApiError(400, str(exc)) from None
     if req.debug_render_only:

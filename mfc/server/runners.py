@@ -6,15 +6,22 @@ queue. When the socket closes unexpectedly (llama.cpp aborted, the OOM killer,
 ``kill -9``), every request still open on it ends with ``RunnerDied`` naming
 the signal, and the scheduler drops the runner so the next request starts a
 fresh one.
+
+The runner's stderr comes through the server: each line goes to the server's
+log, and the last few are kept so that a crash names its cause — llama.cpp
+prints ``GGML_ASSERT(...) failed`` to stderr right before it aborts, and that
+line is the "llama.cpp's reason" a 500 for a model that cannot load carries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -25,6 +32,12 @@ from typing import Any
 from mfc.server import protocol
 
 log = logging.getLogger("mfc.server")
+
+
+STDERR_LINES = 50  # kept for crash reports
+STDERR_LINE_CHARS = 2000
+# What llama.cpp / ggml / the C++ runtime / CPython print right before dying.
+CRASH_MARKERS = ("GGML_ASSERT", "GGML_ABORT", "terminate called", "what():", "Fatal Python error")
 
 
 class RunnerError(RuntimeError):
@@ -69,6 +82,8 @@ class RunnerProcess:
         self._ids = itertools.count(1)
         self._load_waiter: asyncio.Future[dict[str, Any]] | None = None
         self.dead: str | None = None  # why, once the process is gone
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_task: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -86,13 +101,40 @@ class RunnerProcess:
                 str(child.fileno()),
                 pass_fds=(child.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
                 env=env,
                 start_new_session=True,  # Ctrl-C in the terminal goes to the server only
             )
         finally:
             child.close()
+        assert self.proc.stderr is not None
+        self._stderr_task = asyncio.create_task(self._drain_stderr(self.proc.stderr))
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self._reader_task = asyncio.create_task(self._read(reader))
+
+    async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
+        """Forward the runner's stderr to the log, keeping its last lines for crash reports."""
+        partial = b""
+        while True:
+            chunk = await stream.read(65536)
+            lines = (partial + chunk).split(b"\n")
+            partial = lines.pop() if chunk else b""
+            for raw in lines:
+                text = raw.decode(errors="replace").rstrip()
+                if text:
+                    self._stderr_tail.append(text[:STDERR_LINE_CHARS])
+                    log.warning("runner %s: %s", self.label, text)
+            if not chunk:
+                return
+
+    def crash_reason(self) -> str | None:
+        """The last line the runner printed that says why it crashed (GGML_ASSERT, …)."""
+        for line in reversed(self._stderr_tail):
+            if any(marker in line for marker in CRASH_MARKERS):
+                # "/tmp/pip-wheel-…/llama.cpp/src/llama-model.cpp:1362: GGML_ASSERT(…) failed":
+                # the build directory says nothing to a user; the file and line do.
+                return re.sub(r"^\S*/(?=[^/\s]+:\d+: )", "", line.strip())
+        return None
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -118,7 +160,13 @@ class RunnerProcess:
         if self.proc is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 returncode = await asyncio.wait_for(self.proc.wait(), 5)
+        if self._stderr_task is not None:  # the crash message is on stderr: read it all first
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._stderr_task), 2)
         self.dead = f"the model runner for {self.label} {describe_exit(returncode)}"
+        why = self.crash_reason() if returncode != 0 else None
+        if why:
+            self.dead += f": {why}"
         if self._load_waiter is not None and not self._load_waiter.done():
             self._load_waiter.set_result({"t": "error", "kind": "died", "message": self.dead})
         for pending in self._pending.values():
@@ -181,6 +229,15 @@ class RunnerProcess:
                 with contextlib.suppress(RunnerError, OSError):
                     self._send({"op": "cancel", "id": rid})
 
+    def abort_requests(self, message: str, kind: str) -> None:
+        """End every open request now with ``RunnerError(message, kind)``; cancel it in the
+        runner (whose later frames for it are dropped: the request is no longer pending)."""
+        for rid, pending in list(self._pending.items()):
+            pending.queue.put_nowait({"t": "error", "id": rid, "kind": kind, "message": message})
+            if self.dead is None:
+                with contextlib.suppress(RunnerError, OSError):
+                    self._send({"op": "cancel", "id": rid})
+
     async def call(self, op: str, **fields: Any) -> Any:
         async with self.request(op, **fields) as frames:
             async for msg in frames:
@@ -203,6 +260,7 @@ class RunnerProcess:
                 await self.proc.wait()
         if self._writer is not None:
             self._writer.close()
-        if self._reader_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._reader_task, 5)
+        for task in (self._reader_task, self._stderr_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 5)

@@ -73,6 +73,7 @@ class Loaded:
     ready: asyncio.Future[None] | None = None  # resolves when loaded (or with the load error)
     load_ns: int = 0
     load_reported: bool = False  # the first request after a load reports load_duration
+    unload_when_idle: bool = False  # asked to unload while busy; a new request cancels it
     _timer: asyncio.TimerHandle | None = None
     load_task: asyncio.Task[None] | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -123,23 +124,35 @@ class Scheduler:
             )
 
     async def unload(self, digest: str) -> bool:
-        """Unload now (``keep_alive: 0`` with no prompt, `mfc stop`); waits for open requests."""
+        """Unload (``keep_alive: 0`` with no prompt, `mfc stop`, delete): now if the model is
+        idle, else when its open requests are done — without waiting for them, as Ollama's
+        ``expireRunner`` (a stream with ``num_predict: -1`` may never end)."""
         model = self.models.get(digest)
         if model is None:
             return False
         if model.ready is not None:
             with contextlib.suppress(Exception):
                 await model.ready
-        while model.active:
-            model.idle.clear()
-            await model.idle.wait()
-        await self._drop(model)
+        if model.active:
+            model.unload_when_idle = True
+            self._cancel_timer(model)
+            return True
+        if self.models.get(digest) is model:
+            await self._drop(model)
         return True
 
     def ps(self) -> list[Loaded]:
         ready = [m for m in self.models.values() if m.ready is not None and m.ready.done()]
         ready = [m for m in ready if m.ready.exception() is None]  # type: ignore[union-attr]
         return sorted(ready, key=lambda m: -m.expires_at if m.expires_at != math.inf else -1e300)
+
+    def begin_shutdown(self) -> None:
+        """SIGINT/SIGTERM: refuse new requests (503) and end every open generation now, so each
+        stream gets a final ``{"error"}`` line and uvicorn's graceful shutdown has no open
+        response to wait for. ``close`` then stops the runners."""
+        self._closing = True
+        for model in list(self.models.values()):
+            model.runner.abort_requests("the server is shutting down", "shutdown")
 
     async def close(self) -> None:
         self._closing = True
@@ -170,6 +183,7 @@ class Scheduler:
             if model.active >= self.num_parallel + self.max_queue:
                 raise QueueFull("server busy, please try again.  maximum pending requests exceeded")
             model.active += 1
+            model.unload_when_idle = False  # this request's keep_alive decides now
             model.idle.clear()
             self._cancel_timer(model)
             model.expires_at = math.inf
@@ -186,6 +200,9 @@ class Scheduler:
                 model.active -= 1
                 await self._drop(model)
                 continue
+            if self._closing:  # the server began to stop while this request waited for the load
+                await self._release(model, 0)
+                raise RunnerError("the server is shutting down", "shutdown")
             return model
 
     async def _start_load(self, name: str, spec: LoadSpec, info: dict[str, Any]) -> Loaded:
@@ -233,7 +250,7 @@ class Scheduler:
         model.idle.set()
         if self.models.get(model.spec.digest) is not model:
             return
-        if model.runner.dead is not None or keep_alive <= 0:
+        if model.runner.dead is not None or keep_alive <= 0 or model.unload_when_idle:
             await self._drop(model)
             return
         if keep_alive == math.inf:
