@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -49,7 +49,12 @@ def _keep_alive(state: ServerState, value: Any) -> float:
         raise ApiError(400, exc.message) from None
 
 
-def _open(state: ServerState, name: str | None) -> Any:
+async def _open(state: ServerState, name: str | None) -> Any:
+    """The model's image, read in a thread (the view may read a GGUF header from disk)."""
+    return await asyncio.to_thread(_open_sync, state, name)
+
+
+def _open_sync(state: ServerState, name: str | None) -> Any:
     if not name:
         raise ApiError(400, "model is required")
     try:
@@ -101,16 +106,24 @@ def _error_text(exc: Exception) -> str:
     return f"internal error: {exc}"
 
 
-async def _guarded(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Map failures before the first event to HTTP statuses (QueueFull 503, prompt 400, …)."""
+@contextlib.contextmanager
+def _as_http() -> Iterator[None]:
+    """Scheduling and prompt failures as HTTP statuses: a full queue 503, a prompt that
+    cannot be built or does not fit 400, a runner that failed 500 (503 while shutting down)."""
     try:
-        first = await first_or_error(events)
+        yield
     except QueueFull as exc:
         raise ApiError(503, str(exc)) from None
     except PromptError as exc:
         raise ApiError(400, str(exc)) from None
     except RunnerError as exc:
         raise ApiError(_runner_status(exc), str(exc)) from None
+
+
+async def _guarded(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Map failures before the first event to HTTP statuses (see ``_as_http``)."""
+    with _as_http():
+        first = await first_or_error(events)
     return prepend(first, events)
 
 
@@ -172,7 +185,7 @@ async def generate(request: Request) -> Response:
         raise ApiError(400, "image generation models are not currently supported")
     if req.raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
-    image = _open(state, req.model)
+    image = await _open(state, req.model)
     _require(image, req.model, insert=bool(req.suffix), think=req.think)
     prepared = _prepare(state, image, req.options)
     fmt = _format(req.format)
@@ -290,7 +303,7 @@ async def chat(request: Request) -> Response:
     state = _state(request)
     req = await _parse(request, ol.ChatRequest)
     keep_alive = _keep_alive(state, req.keep_alive)
-    image = _open(state, req.model)
+    image = await _open(state, req.model)
     _require(image, req.model, tools=bool(req.tools), think=req.think)
     prepared = _prepare(state, image, req.options)
     fmt = _format(req.format)
@@ -341,7 +354,7 @@ async def embed(request: Request) -> Response:
     state = _state(request)
     req = await _parse(request, ol.EmbedRequest)
     keep_alive = _keep_alive(state, req.keep_alive)
-    image = _open(state, req.model)
+    image = await _open(state, req.model)
     prepared = _prepare(state, image, req.options)
     inputs = [req.input] if isinstance(req.input, str) else list(req.input or [])
     if inputs == [""]:
@@ -349,26 +362,9 @@ async def embed(request: Request) -> Response:
     start = time.perf_counter_ns()
     if not inputs:
         return JSON(ol.embed_response(req.model, []))
-    info = state.model_info(req.model, image)
-    try:
-        vectors, count, load_ns = await until_disconnect(
-            request,
-            inference.embed(
-                state.scheduler,
-                req.model,
-                prepared,
-                inputs,
-                truncate=req.truncate is not False,
-                keep_alive=keep_alive,
-                info=info,
-            ),
-        )
-    except PromptError as exc:
-        raise ApiError(400, str(exc)) from None
-    except QueueFull as exc:
-        raise ApiError(503, str(exc)) from None
-    except RunnerError as exc:
-        raise ApiError(_runner_status(exc), str(exc)) from None
+    vectors, count, load_ns = await _embed(
+        request, state, req.model, image, prepared, inputs, req.truncate is not False, keep_alive
+    )
     if req.dimensions:
         vectors = [_truncate_normalize(v, req.dimensions) for v in vectors]
     metrics = ol.Metrics(
@@ -377,6 +373,33 @@ async def embed(request: Request) -> Response:
         prompt_eval_count=count,
     )
     return JSON(ol.embed_response(req.model, vectors, metrics=metrics))
+
+
+async def _embed(
+    request: Request,
+    state: ServerState,
+    name: str,
+    image: Any,
+    prepared: Prepared,
+    inputs: list[str],
+    truncate: bool,
+    keep_alive: float,
+) -> tuple[list[list[float]], int, int]:
+    info = state.model_info(name, image)
+    with _as_http():
+        result: tuple[list[list[float]], int, int] = await until_disconnect(
+            request,
+            inference.embed(
+                state.scheduler,
+                name,
+                prepared,
+                inputs,
+                truncate=truncate,
+                keep_alive=keep_alive,
+                info=info,
+            ),
+        )
+    return result
 
 
 def _truncate_normalize(vector: list[float], n: int) -> list[float]:
@@ -390,30 +413,13 @@ async def embeddings(request: Request) -> Response:
     state = _state(request)
     req = await _parse(request, ol.EmbeddingsRequest)
     keep_alive = _keep_alive(state, req.keep_alive)
-    image = _open(state, req.model)
+    image = await _open(state, req.model)
     prepared = _prepare(state, image, req.options)
     if not req.prompt:
         return JSON(ol.embeddings_response([]))
-    info = state.model_info(req.model, image)
-    try:
-        vectors, _count, _load = await until_disconnect(
-            request,
-            inference.embed(
-                state.scheduler,
-                req.model,
-                prepared,
-                [req.prompt],
-                truncate=True,
-                keep_alive=keep_alive,
-                info=info,
-            ),
-        )
-    except PromptError as exc:
-        raise ApiError(400, str(exc)) from None
-    except QueueFull as exc:
-        raise ApiError(503, str(exc)) from None
-    except RunnerError as exc:
-        raise ApiError(_runner_status(exc), str(exc)) from None
+    vectors, _count, _load = await _embed(
+        request, state, req.model, image, prepared, [req.prompt], True, keep_alive
+    )
     return JSON(ol.embeddings_response(vectors[0]))
 
 
@@ -457,7 +463,7 @@ async def show(request: Request) -> Response:
     req = await _parse(request, ol.ShowRequest)
     if not req.model:
         raise ApiError(400, "model is required")
-    _open(state, req.model)  # 400/404 as Ollama
+    await _open(state, req.model)  # 400/404 as Ollama
     try:
         payload = await asyncio.to_thread(state.show, req.model, bool(req.verbose))
     except DiagnosticError as exc:

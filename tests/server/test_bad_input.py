@@ -278,7 +278,8 @@ def test_template_over_budget_is_a_quick_400(client: httpx.Client) -> None:
     r = post(client, "/api/generate", {**GOOD, "template": LOOPS})
     elapsed = time.monotonic() - start
     message = error_of(r, 400)
-    assert "template of model counter" in message and "time budget" in message, message
+    # Whichever budget runs out first (time on a slow machine, output on a fast one).
+    assert "template of model counter" in message and "budget" in message, message
     assert elapsed < 15, elapsed
     start = time.monotonic()
     flood = "{% for i in range(100000) %}" + "y" * 1000 + "{% endfor %}"
