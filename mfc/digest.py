@@ -14,8 +14,9 @@ import re
 from typing import Any, TypeGuard
 
 PREFIX = "sha256:"
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
-_FILE_OR_DIGEST_RE = re.compile(r"sha256[:-]([0-9a-f]{64})\Z")
+HEX = "[0-9a-f]{64}"  # the hex part, for schemas and patterns that embed it
+DIGEST_RE = re.compile(rf"sha256:{HEX}\Z")
+_FILE_OR_DIGEST_RE = re.compile(rf"sha256[:-]({HEX})\Z")
 
 
 def is_digest(text: object) -> TypeGuard[str]:

@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError
 
+from mfc.digest import HEX as DIGEST_HEX
 from mfc.modelfile.params import PARAMETERS, ParamSpec, format_param_value, suggest
 from mfc.server.config import ConfigError, keep_alive_seconds
 from mfc.store.names import ModelName
@@ -1339,7 +1340,7 @@ class ListModel(_Out):
     model: str
     modified_at: Timestamp
     size: int
-    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    digest: str = Field(pattern=f"^{DIGEST_HEX}$")
     details: ModelDetails
     capabilities: list[str] | None = None
 
@@ -1352,7 +1353,7 @@ class ProcessModel(_Out):
     name: str
     model: str
     size: int
-    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    digest: str = Field(pattern=f"^{DIGEST_HEX}$")
     details: ModelDetails
     expires_at: Timestamp
     size_vram: int
@@ -1568,7 +1569,7 @@ def _blob_path() -> dict[str, Any]:
         "name": "digest",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "pattern": "^sha256[:-][0-9a-fA-F]{64}$"},
+        "schema": {"type": "string", "pattern": f"^sha256[:-]{DIGEST_HEX}$"},
     }
     err = {"content": _json(_ref(ErrorResponse))}
     return {
