@@ -249,7 +249,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("ORIGINS", "origins", _origins, "", "extra CORS origins, comma separated"),
     EnvVar("FLASH_ATTENTION", "flash_attention", _bool, "false", "flash attention"),
     EnvVar("KV_CACHE_TYPE", "kv_cache_type", _kv_type, "f16", "K/V cache type"),
-    EnvVar("NOPRUNE", "noprune", _bool, "false", "do not remove unused blobs at start-up"),
+    EnvVar("NOPRUNE", "noprune", _bool, "false", "keep unreferenced blobs on delete"),
     EnvVar("DEBUG", "debug", _debug, "0", "1 debug log, 2 trace"),
     EnvVar("LOAD_TIMEOUT", "load_timeout", _load_timeout, "5m", "give up on a stalled load"),
     EnvVar("ALLOWED_HOSTS", "allowed_hosts", _origins, "", "extra Host names accepted (mfc)"),
