@@ -131,7 +131,8 @@ def test_check_template_reports_the_budget_once(short_budget: float) -> None:
     start = time.monotonic()
     problem = check_template(JINJA_LOOPS)
     assert problem is not None and problem.severity == "error"
-    assert "time budget" in problem.message and problem.line == 1
+    # Whichever budget runs out first: time on a slow machine, output (the x's) on a fast one.
+    assert "budget" in problem.message and problem.line == 1
     assert time.monotonic() - start < short_budget * 2 + 1  # not once per sample conversation
 
 
@@ -156,5 +157,5 @@ def test_mfc_check_is_a_located_mf109(tmp_path: Path, template: str, column: int
     text = out.stdout + out.stderr
     line = 2 if "\n" not in template else 3
     assert f"Modelfile:{line}:{column}: error[MF109]" in text, text
-    assert "time budget" in text and "2 s" in text
+    assert ("time budget" in text and "2 s" in text) or "output budget" in text
     assert elapsed < 15, elapsed
