@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from mfc.runtime.llama_log import LLAMA_LOG, reason
 from mfc.runtime.model import Adapter
@@ -179,12 +179,18 @@ class Generation:
         return self.text
 
 
+class Sink(Protocol):
+    """Where a generation's ``(kind, value)`` items go: a queue, or anything with ``put``."""
+
+    def put(self, item: tuple[str, Any], /) -> None: ...
+
+
 @dataclass(eq=False)
 class _Request:
     prompt: str | list[int]
     sampling: SamplingOptions
     grammar: str | None
-    out: queue.SimpleQueue[tuple[str, Any]]
+    out: Sink
     cancel: threading.Event
     submitted_ns: int
 
@@ -262,7 +268,7 @@ class Engine:
         self._slots = [_Slot(i) for i in range(n_seq_max)]
         self._busy: list[_Slot] = []  # slots serving a request, in admission order
         self._tick = 0
-        self._outbox: list[tuple[queue.SimpleQueue[tuple[str, Any]], tuple[str, Any]]] = []
+        self._outbox: list[tuple[Sink, tuple[str, Any]]] = []
         self._closed = False
         self._stopping = False
         # llama.cpp handles, owned by the engine thread
@@ -325,16 +331,26 @@ class Engine:
         sampling: SamplingOptions,
         *,
         grammar: str | None = None,
+        out: Sink | None = None,
     ) -> Generation:
-        """Queue a generation; the returned Generation streams text as it is sampled."""
+        """Queue a generation; the returned Generation streams text as it is sampled.
+
+        With ``out``, the ``(kind, value)`` items the Generation would read go to
+        ``out.put`` instead (on the engine thread, in step order), and the Generation
+        is only a handle to cancel it. `mfc serve`'s runner passes one shared queue
+        for all its generations, so one thread wakes per step instead of one per
+        stream: on 2 cores every extra wake-up during ``llama_decode`` preempts a
+        decode thread, and the whole step waits for it at ggml's barrier.
+        """
         if self._closed:
             raise EngineError("the engine is closed")
-        out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        chunks: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         cancel = threading.Event()
         tokens_or_text = prompt if isinstance(prompt, str) else list(prompt)
-        req = _Request(tokens_or_text, sampling, grammar, out, cancel, time.perf_counter_ns())
+        sink: Sink = chunks if out is None else out
+        req = _Request(tokens_or_text, sampling, grammar, sink, cancel, time.perf_counter_ns())
         self._inbox.put(("generate", req))
-        return Generation(out, cancel)
+        return Generation(chunks, cancel)
 
     def embed(self, text: str) -> list[float]:
         """Mean-pooled, L2-normalised embedding of `text` from the last layer."""

@@ -4,8 +4,9 @@ Each loaded model lives in its own process (``python -m mfc.server.runner``), so
 a segfault or abort inside llama.cpp fails only that model's requests. The two
 ends talk over one Unix socket pair, in frames: a 4-byte big-endian length,
 then one compact JSON object. JSON keeps the protocol readable in a trace and
-costs a few microseconds a frame; pieces produced in one engine step for one
-request travel as one frame.
+costs a few microseconds a frame; the pieces one engine step produced for all
+running requests travel as one ``texts`` frame (one wake-up and one parse per
+step on each side, not one per stream).
 
 Server → runner (``op``):
   ``load``      model path, adapters ``[[path, scale], …]``, load options, ``n_seq_max``
@@ -18,7 +19,7 @@ Server → runner (``op``):
 
 Runner → server (``t``):
   ``loaded``    after ``load`` (``load_ns``), or ``error`` with llama.cpp's reason
-  ``text``      ``id``, ``text`` — the next piece of a generation
+  ``texts``     ``items``: ``[[id, text], …]`` — the next pieces of generations, in order
   ``done``      ``id``, ``stats``, ``tokens`` (the prompt + answer tokens: Ollama's context)
   ``result``    ``id``, ``value`` (tokenize, embed, counters)
   ``error``     ``id``, ``message``, ``kind`` (``prompt_too_long`` with ``n_tokens``/``n_ctx``, …)

@@ -7,9 +7,9 @@ segfault, running out of memory) happens here, and the server sees only a
 closed socket and an exit status naming the signal.
 
 Threads: the main thread reads frames; the engine's own thread runs every
-llama.cpp call (the one-thread-per-model rule); one pump thread per running
-generation forwards its pieces. Sends go through one lock, so frames never
-interleave.
+llama.cpp call (the one-thread-per-model rule); one delivery thread forwards
+the pieces of all running generations, one ``texts`` frame per engine step.
+Sends go through one lock, so frames never interleave.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -39,10 +40,26 @@ class _Conn:
         self._lock = threading.Lock()
 
     def send(self, obj: dict[str, Any]) -> None:
-        data = protocol.encode(obj)
+        self.send_bytes(protocol.encode(obj))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Whole frames, already encoded (several at once go out in one ``sendall``)."""
         # If the server went away, the main loop sees EOF and exits.
         with self._lock, contextlib.suppress(OSError):
             self.sock.sendall(data)
+
+
+class _Tagged:
+    """An engine sink that labels a generation's items with its request id."""
+
+    __slots__ = ("_put", "_rid")
+
+    def __init__(self, out: queue.SimpleQueue[tuple[int, tuple[str, Any]]], rid: int):
+        self._put = out.put
+        self._rid = rid
+
+    def put(self, item: tuple[str, Any], /) -> None:
+        self._put((self._rid, item))
 
 
 def _load_options(raw: dict[str, Any]) -> Any:
@@ -79,8 +96,13 @@ class Runner:
     def __init__(self, conn: _Conn):
         self.conn = conn
         self.engine: Any = None
-        self.generations: dict[int, Any] = {}
+        self.generations: dict[int, Any] = {}  # running: id -> Generation (a cancel handle)
         self._lock = threading.Lock()
+        # Every generation's items, tagged with its id, for the one delivery thread.
+        self._out: queue.SimpleQueue[tuple[int, tuple[str, Any]]] = queue.SimpleQueue()
+        self._delivery: threading.Thread | None = None
+        self._warnings: dict[int, list[str]] = {}  # delivery thread only
+        self._tokens: dict[int, list[int]] = {}
 
     # -- ops ------------------------------------------------------------------
 
@@ -105,53 +127,97 @@ class Runner:
     def generate(self, msg: dict[str, Any]) -> None:
         rid = int(msg["id"])
         prompt = msg["tokens"] if msg.get("tokens") is not None else msg["prompt"]
+        with self._lock:
+            if self._delivery is None:
+                self._delivery = threading.Thread(target=self._deliver, daemon=True)
+                self._delivery.start()
         gen = self.engine.generate(
-            prompt, _sampling(msg.get("sampling") or {}), grammar=_grammar(msg.get("format"))
+            prompt,
+            _sampling(msg.get("sampling") or {}),
+            grammar=_grammar(msg.get("format")),
+            out=_Tagged(self._out, rid),
         )
         with self._lock:
             self.generations[rid] = gen
-        threading.Thread(target=self._pump, args=(rid, gen), daemon=True).start()
 
-    def _pump(self, rid: int, gen: Any) -> None:
+    def _deliver(self) -> None:
+        """Forward every generation's items: one wake-up and one ``sendall`` per engine step.
+
+        The engine hands a step's items over right before ``llama_decode``, so this thread
+        runs while the 2 decode threads compute; one thread per stream meant N wake-ups
+        (and N frames for the server to parse) per step, each able to preempt a decode
+        thread that the rest of the step then waits for.
+        """
+        out = self._out
+        while True:
+            batch = [out.get()]
+            while True:
+                try:
+                    batch.append(out.get_nowait())
+                except queue.Empty:
+                    break
+            texts: list[list[Any]] = []  # [id, piece]: one line each for the client, in order
+            ends: list[dict[str, Any]] = []
+            stop = False
+            for rid, (kind, value) in batch:
+                if rid < 0:  # the stop marker from close(), after every generation's end
+                    stop = True
+                elif kind == "text":
+                    texts.append([rid, value])
+                elif kind == "warning":
+                    self._warnings.setdefault(rid, []).append(value)
+                elif kind == "tokens":
+                    self._tokens[rid] = value
+                else:
+                    ends.append(self._end_frame(rid, kind, value))
+            try:
+                data = b""
+                if texts:  # before the ends: a request's last text precedes its done
+                    data = protocol.encode({"t": "texts", "items": texts})
+                data += b"".join(protocol.encode(frame) for frame in ends)
+            except Exception:  # a bug here must not silence every later generation
+                log.exception("runner: cannot encode a step's frames")
+                data = b""
+            if data:
+                self.conn.send_bytes(data)
+            if stop:
+                return
+
+    def _end_frame(self, rid: int, kind: str, value: Any) -> dict[str, Any]:
         from mfc.runtime.engine import PromptTooLongError
 
-        try:
-            for text in gen:
-                self.conn.send({"t": "text", "id": rid, "text": text})
-            stats = gen.stats
-            self.conn.send(
-                {
-                    "t": "done",
-                    "id": rid,
-                    "stats": {
-                        "total_duration": stats.total_duration,
-                        "load_duration": stats.load_duration,
-                        "prompt_eval_count": stats.prompt_eval_count,
-                        "prompt_eval_duration": stats.prompt_eval_duration,
-                        "eval_count": stats.eval_count,
-                        "eval_duration": stats.eval_duration,
-                        "done_reason": stats.done_reason,
-                    },
-                    "tokens": list(getattr(gen, "tokens", None) or []),
-                    "warnings": list(gen.warnings),
-                }
-            )
-        except PromptTooLongError as exc:
-            self.conn.send(
-                {
-                    "t": "error",
-                    "id": rid,
-                    "message": str(exc),
-                    "kind": "prompt_too_long",
-                    "n_tokens": exc.n_tokens,
-                    "n_ctx": exc.n_ctx,
-                }
-            )
-        except Exception as exc:  # the engine's error for this request; the runner lives on
-            self.conn.send({"t": "error", "id": rid, "message": str(exc), "kind": "engine"})
-        finally:
-            with self._lock:
-                self.generations.pop(rid, None)
+        with self._lock:
+            self.generations.pop(rid, None)
+        warnings = self._warnings.pop(rid, [])
+        tokens = self._tokens.pop(rid, [])
+        if kind == "done":
+            stats = value
+            return {
+                "t": "done",
+                "id": rid,
+                "stats": {
+                    "total_duration": stats.total_duration,
+                    "load_duration": stats.load_duration,
+                    "prompt_eval_count": stats.prompt_eval_count,
+                    "prompt_eval_duration": stats.prompt_eval_duration,
+                    "eval_count": stats.eval_count,
+                    "eval_duration": stats.eval_duration,
+                    "done_reason": stats.done_reason,
+                },
+                "tokens": list(tokens),
+                "warnings": warnings,
+            }
+        if isinstance(value, PromptTooLongError):
+            return {
+                "t": "error",
+                "id": rid,
+                "message": str(value),
+                "kind": "prompt_too_long",
+                "n_tokens": value.n_tokens,
+                "n_ctx": value.n_ctx,
+            }
+        # the engine's error for this request; the runner lives on
+        return {"t": "error", "id": rid, "message": str(value), "kind": "engine"}
 
     def cancel(self, msg: dict[str, Any]) -> None:
         with self._lock:
@@ -213,8 +279,11 @@ class Runner:
         for gen in gens:
             gen.cancel_event.set()
         if self.engine is not None:
-            self.engine.close()
+            self.engine.close()  # after this, every generation's last item is queued
             self.engine = None
+        if self._delivery is not None:
+            self._out.put((-1, ("stop", None)))
+            self._delivery.join(5)
 
 
 def serve(sock: socket.socket) -> int:

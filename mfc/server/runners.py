@@ -148,6 +148,12 @@ class RunnerProcess:
                     if self._load_waiter is not None and not self._load_waiter.done():
                         self._load_waiter.set_result(msg)
                     continue
+                if msg.get("t") == "texts":  # one engine step: a piece for each request
+                    for rid, text in msg["items"]:
+                        pending = self._pending.get(rid)
+                        if pending is not None:
+                            pending.queue.put_nowait({"t": "text", "id": rid, "text": text})
+                    continue
                 pending = self._pending.get(int(msg.get("id", 0)))
                 if pending is not None:
                     pending.queue.put_nowait(msg)

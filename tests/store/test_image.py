@@ -137,3 +137,19 @@ def test_show_and_repl_print_the_same_model_section(
 ) -> None:
     shown = CliRunner().invoke(cli, ["show", "counter"]).output
     assert shown == format_show(counter_view)
+
+
+def test_gguf_header_is_read_once_while_the_file_is_unchanged(
+    fixture_models: dict[str, Path], tmp_path: Path
+) -> None:
+    # `mfc serve` opens the image on every request; parsing a large tensor table each time
+    # took CPU from running decodes. A file that changes in place is read again.
+    from mfc.store.image import read_gguf_info
+
+    path = tmp_path / "m.gguf"
+    path.write_bytes(fixture_models["counter-f32.gguf"].read_bytes())
+    first = read_gguf_info([path])
+    assert read_gguf_info([path]) is first
+    path.write_bytes(fixture_models["counter-q8_0.gguf"].read_bytes())
+    second = read_gguf_info([path])
+    assert second is not first and second.file_type != first.file_type
