@@ -31,7 +31,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
-from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -106,7 +105,6 @@ __all__ = [
     "resolve_format",
     "resolve_keep_alive",
     "resolve_options",
-    "show_parameters",
     "show_response",
     "tags_entry",
     "version_response",
@@ -1144,44 +1142,6 @@ def show_response(
         out["capabilities"] = list(capabilities)
     out["modified_at"] = format_time(modified_ns, tz)
     return out
-
-
-def show_parameters(params: Mapping[str, Any]) -> str:
-    """``parameters`` text of /api/show: each line ``%-30s %#v`` as Go prints it.
-
-    Numbers print as Go's ``%v`` of a float64 (``4096``, ``0.7``, ``1e+06``),
-    strings Go-quoted; a list (``stop``) gives one line per item.
-    """
-    lines = []
-    for key, value in params.items():
-        for item in value if isinstance(value, (list, tuple)) else (value,):
-            lines.append(f"{key:<30} {_go_value(item)}")
-    return "\n".join(lines)
-
-
-def _go_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return _go_float(float(value))
-    return _go_quote(str(value))
-
-
-def _go_float(x: float) -> str:
-    """Go's ``%v`` of a float64: shortest digits, exponent form below 1e-4 and from 1e+06."""
-    if x == 0:
-        return "0"
-    if not math.isfinite(x):
-        return "NaN" if math.isnan(x) else ("+Inf" if x > 0 else "-Inf")
-    number = Decimal(repr(x)).normalize()  # repr: the shortest digits that round-trip
-    _, digit_tuple, exponent = number.as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    exp = len(digits) + int(exponent) - 1
-    if exp < -4 or exp >= 6:
-        head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        sign = "-" if x < 0 else ""
-        return f"{sign}{head}e{'+' if exp >= 0 else '-'}{abs(exp):02d}"
-    return format(number, "f")
 
 
 def progress(

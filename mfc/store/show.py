@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from mfc.modelfile.spec import ParamValue
@@ -146,13 +147,37 @@ def render_modelfile(
 
 
 def parameters_text(params: Mapping[str, ParamValue]) -> str:
-    """Ollama's /api/show ``parameters``: one ``%-30s %v`` line per value, strings quoted."""
+    """Ollama's /api/show ``parameters`` (also the REPL's `/show parameters`): one
+    ``%-30s %#v`` line per value as Go prints it — numbers as a float64's ``%v``
+    (``4096``, ``0.7``, ``1.048576e+06``), strings quoted, a list one line per item."""
     rows = []
     for key in sorted(params):
         for v in _values(params[key]):
-            text = json.dumps(v) if isinstance(v, str) else _scalar(v)
+            if isinstance(v, bool):
+                text = "true" if v else "false"
+            elif isinstance(v, (int, float)):
+                text = _go_float(float(v))
+            else:
+                text = json.dumps(str(v))
             rows.append(f"{key:<30} {text}")
     return "\n".join(rows)
+
+
+def _go_float(x: float) -> str:
+    """Go's ``%v`` of a float64: shortest digits, exponent form below 1e-4 and from 1e+06."""
+    if x == 0:
+        return "0"
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("+Inf" if x > 0 else "-Inf")
+    number = Decimal(repr(x)).normalize()  # repr: the shortest digits that round-trip
+    _, digit_tuple, exponent = number.as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    exp = len(digits) + int(exponent) - 1
+    if exp < -4 or exp >= 6:
+        head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        sign = "-" if x < 0 else ""
+        return f"{sign}{head}e{'+' if exp >= 0 else '-'}{abs(exp):02d}"
+    return format(number, "f")
 
 
 def _param_rows(params: Mapping[str, ParamValue]) -> list[tuple[str, str]]:

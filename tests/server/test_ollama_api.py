@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from mfc.server import ollama as api
 from mfc.server.config import FOREVER
 from mfc.store.names import parse_name
+from mfc.store.show import parameters_text
 
 NS = 1_700_000_000_123_456_789  # 2023-11-14T22:13:20.123456789Z
 CREATED = api.now_rfc3339(NS)
@@ -641,7 +642,7 @@ def _payloads() -> dict[str, tuple[dict[str, Any], type[BaseModel], Any]]:
                 modified_ns=NS,
                 license=("MIT",),
                 modelfile="FROM x\n",
-                parameters=api.show_parameters({"temperature": 0.7, "stop": ["a"]}),
+                parameters=parameters_text({"temperature": 0.7, "stop": ["a"]}),
                 template="{{ .Prompt }}",
                 system="be brief",
                 messages=[{"role": "user", "content": "hi"}],
@@ -755,7 +756,7 @@ def test_now_is_utc_rfc3339_nano() -> None:
 
 
 def test_show_parameters_print_like_go() -> None:
-    text = api.show_parameters(
+    text = parameters_text(
         {
             "num_ctx": 4096,
             "big": 1048576,
@@ -766,14 +767,14 @@ def test_show_parameters_print_like_go() -> None:
             "use_mmap": False,
         }
     )
-    assert text.splitlines() == [
-        "num_ctx                        4096",
+    assert text.splitlines() == [  # sorted by name, as every show view lists them
         "big                            1.048576e+06",
-        "temperature                    0.7",
-        "tiny                           1e-05",
+        "num_ctx                        4096",
         "small                          0.0001",
         'stop                           "<|im_end|>"',
         'stop                           "say \\"hi\\"\\n"',
+        "temperature                    0.7",
+        "tiny                           1e-05",
         "use_mmap                       false",
     ]
 
