@@ -28,6 +28,8 @@ class PromptError(ValueError):
 @dataclass(frozen=True)
 class Piece:
     text: str
+    # Ollama's api.Logprob objects, one per token of ``text``, when the request asked for them
+    logprobs: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ async def generate(
     prompt: str | Sequence[int],
     *,
     keep_alive: float | None,
-    fmt: str | Mapping[str, Any] | None = None,
+    grammar: str | None = None,
+    logprobs: bool = False,
+    top_logprobs: int = 0,
     info: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Piece | Done]:
     """Stream one generation. Closing the iterator cancels it in the runner."""
@@ -122,14 +126,17 @@ async def generate(
             fields["prompt"] = prompt
         else:
             fields["tokens"] = list(prompt)
-        if fmt is not None:
-            fields["format"] = fmt
+        if grammar is not None:
+            fields["grammar"] = grammar  # GBNF (mfc.runtime.structured), compiled by the runner
+        if logprobs or top_logprobs:
+            fields["logprobs"] = True
+            fields["top_logprobs"] = top_logprobs
         try:
             async with model.runner.request("generate", **fields) as frames:
                 async for msg in frames:
                     kind = msg.get("t")
                     if kind == "text":
-                        yield Piece(str(msg.get("text", "")))
+                        yield Piece(str(msg.get("text", "")), tuple(msg.get("logprobs") or ()))
                     elif kind == "done":
                         yield Done(
                             stats=dict(msg.get("stats") or {}),

@@ -214,7 +214,13 @@ async def generate(request: Request) -> Response:
         if req.context:  # the tokens of an earlier answer, then the new text
             prompt = await _tokens_with_context(state, req.model, prepared, req.context, text, info)
         async for ev in inference.generate(
-            state.scheduler, req.model, prepared, prompt, keep_alive=keep_alive, fmt=fmt, info=info
+            state.scheduler,
+            req.model,
+            prepared,
+            prompt,
+            keep_alive=keep_alive,
+            grammar=fmt,
+            info=info,
         ):
             yield ev
 
@@ -246,11 +252,16 @@ async def _tokens_with_context(
     return [int(t) for t in context] + [int(t) for t in new]
 
 
-def _format(value: Any) -> Any:
+def _format(value: Any) -> str | None:
+    """The request's ``format`` as GBNF (converted here, so a bad schema is a 400)."""
+    from mfc.runtime.structured import SchemaError, grammar_for
+
     try:
-        return ol.resolve_format(value)
+        return grammar_for(ol.resolve_format(value))
     except ol.BadRequest as exc:
         raise ApiError(400, exc.message) from None
+    except SchemaError as exc:
+        raise ApiError(400, f"format: {exc}") from None
 
 
 def _reason(ev: Done) -> Any:
@@ -334,7 +345,7 @@ async def chat(request: Request) -> Response:
         )
 
     events = inference.generate(
-        state.scheduler, req.model, prepared, prompt, keep_alive=keep_alive, fmt=fmt, info=info
+        state.scheduler, req.model, prepared, prompt, keep_alive=keep_alive, grammar=fmt, info=info
     )
     return await _respond(request, req.stream is not False, events, chunk, final)
 

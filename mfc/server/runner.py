@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import queue
@@ -79,19 +78,6 @@ def _sampling(raw: dict[str, Any]) -> Any:
     return SamplingOptions(**values)
 
 
-def _grammar(fmt: Any) -> str | None:
-    """GBNF for a request's ``format``: ``"json"``, or a JSON schema (llama-cpp-python converts)."""
-    if fmt is None:
-        return None
-    if fmt == "json":
-        from mfc.runtime.engine import json_grammar
-
-        return json_grammar()
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    return json_schema_to_gbnf(json.dumps(fmt))
-
-
 class Runner:
     def __init__(self, conn: _Conn):
         self.conn = conn
@@ -134,7 +120,7 @@ class Runner:
         gen = self.engine.generate(
             prompt,
             _sampling(msg.get("sampling") or {}),
-            grammar=_grammar(msg.get("format")),
+            grammar=msg.get("grammar"),
             out=_Tagged(self._out, rid),
         )
         with self._lock:

@@ -149,10 +149,14 @@ class RunnerProcess:
                         self._load_waiter.set_result(msg)
                     continue
                 if msg.get("t") == "texts":  # one engine step: a piece for each request
-                    for rid, text in msg["items"]:
+                    for item in msg["items"]:  # [id, text] or [id, text, logprobs]
+                        rid, text = item[0], item[1]
                         pending = self._pending.get(rid)
                         if pending is not None:
-                            pending.queue.put_nowait({"t": "text", "id": rid, "text": text})
+                            frame = {"t": "text", "id": rid, "text": text}
+                            if len(item) > 2:
+                                frame["logprobs"] = item[2]
+                            pending.queue.put_nowait(frame)
                     continue
                 pending = self._pending.get(int(msg.get("id", 0)))
                 if pending is not None:
