@@ -25,12 +25,17 @@ log = logging.getLogger("mfc.server")
 
 
 class ApiError(Exception):
-    """A request the server refuses: ``status`` and a message for ``{"error": ...}``."""
+    """A request the server refuses: ``status`` and a message for ``{"error": ...}``.
 
-    def __init__(self, status: int, message: str, **extra: Any):
+    ``param`` names the request field at fault (the OpenAI dialect reports it; Ollama's
+    body has no place for it); ``extra`` fields go into the native body.
+    """
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, **extra: Any):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.param = param
         self.extra = extra
 
     def body(self) -> dict[str, Any]:

@@ -1,28 +1,24 @@
 """Ollama's native API (``/api/*``): handlers that join the pure translation module
-(``mfc.server.ollama``: request models, options, payload shapes) to the store,
-the builder and the scheduler.
+(``mfc.server.ollama``: request models, options, payload shapes) to the store and the
+dialect-free service (``mfc.server.service``: checks, prompt, scheduling, output parsing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from mfc.diagnostics.diagnostic import DiagnosticError
-from mfc.server import inference
 from mfc.server import ollama as ol
-from mfc.server.http import JSON, ApiError, first_or_error, ndjson, prepend, until_disconnect
-from mfc.server.inference import Conversation, Done, Piece, PromptError
-from mfc.server.models import InvalidModelName, ModelNotFound, Prepared, open_image, prepare
+from mfc.server import service
+from mfc.server.http import JSON, ApiError, ndjson
 from mfc.server.runners import RunnerError
-from mfc.server.scheduler import QueueFull
+from mfc.server.service import Delta, Final, Job, ToolCall
 from mfc.server.state import ServerState
 
 
@@ -42,132 +38,89 @@ async def _parse(request: Request, model_cls: type[Any]) -> Any:
         raise ApiError(exc.status, exc.message) from None
 
 
-def _keep_alive(state: ServerState, value: Any) -> float:
-    try:
-        return ol.resolve_keep_alive(value, state.config.keep_alive)
-    except ol.BadRequest as exc:
-        raise ApiError(400, exc.message) from None
+def _calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]] | None:
+    """Ollama's tool-call objects: ``{"id", "function": {"index", "name", "arguments"}}``."""
+    if not calls:
+        return None
+    return [
+        {
+            "id": c.id,
+            "function": {"index": c.index, "name": c.name, "arguments": dict(c.arguments)},
+        }
+        for c in calls
+    ]
 
 
-async def _open(state: ServerState, name: str | None) -> Any:
-    """The model's image, read in a thread (the view may read a GGUF header from disk)."""
-    return await asyncio.to_thread(_open_sync, state, name)
+def _logprobs(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    return [dict(e) for e in entries] if entries else None
 
 
-def _open_sync(state: ServerState, name: str | None) -> Any:
-    if not name:
-        raise ApiError(400, "model is required")
-    try:
-        return open_image(state.store, name)
-    except InvalidModelName as exc:
-        raise ApiError(400, str(exc)) from None
-    except ModelNotFound:
-        raise ApiError(404, f'model "{name}" not found') from None
-    except DiagnosticError as exc:
-        raise ApiError(500, "; ".join(d.message for d in exc.diagnostics)) from None
+async def _respond(request: Request, job: Job, stream: bool, *, chat: bool) -> Response:
+    """NDJSON (a chunk per delta, then the final object), or one object with everything."""
+    name = job.name
 
+    def chunk(d: Delta) -> dict[str, Any]:
+        if chat:
+            out = ol.chat_chunk(
+                name, d.content, thinking=d.thinking, tool_calls=_calls(d.tool_calls)
+            )
+        else:
+            out = ol.generate_chunk(name, d.content, thinking=d.thinking)
+        if d.logprobs:
+            out["logprobs"] = _logprobs(d.logprobs)
+        return out
 
-def _require(
-    image: Any, name: str, *, insert: bool = False, tools: bool = False, think: Any = None
-) -> None:
-    """Ollama's capability checks: a request may only use what the model's template supports."""
-    caps = set(image.capabilities())
-    wanted = [("insert", insert), ("tools", tools), ("thinking", think not in (None, False))]
-    for cap, asked in wanted:
-        if asked and cap not in caps:
-            raise ApiError(400, f'"{name}" does not support {cap}')
+    def final(
+        f: Final,
+        content: str = "",
+        thinking: str = "",
+        calls: Sequence[ToolCall] = (),
+        logprobs: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        if chat:
+            out = ol.chat_final(
+                name,
+                done_reason=f.done_reason,  # type: ignore[arg-type]
+                metrics=f.metrics,
+                content=content,
+                thinking=thinking,
+                tool_calls=_calls(calls),
+            )
+        else:
+            out = ol.generate_final(
+                name,
+                done_reason=f.done_reason,  # type: ignore[arg-type]
+                metrics=f.metrics,
+                context=None if job.raw else list(f.context),
+                text=content,
+                thinking=thinking,
+            )
+        if logprobs:
+            out["logprobs"] = _logprobs(logprobs)
+        return out
 
-
-def _prepare(state: ServerState, image: Any, options: Mapping[str, Any] | None) -> Prepared:
-    try:
-        overrides = ol.resolve_options(options).values
-    except ol.BadRequest as exc:
-        raise ApiError(400, exc.message) from None
-    try:
-        return prepare(
-            image,
-            overrides,
-            context_length=state.config.context_length,
-            num_parallel=state.config.num_parallel,
-            flash_attention=state.config.flash_attention,
-            kv_cache_type=state.config.kv_cache_type,
-        )
-    except (ValueError, TypeError) as exc:
-        raise ApiError(400, f"options: {exc}") from None
-
-
-def _runner_status(exc: RunnerError) -> int:
-    return 503 if exc.kind == "shutdown" else 500
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, (RunnerError, PromptError)):
-        return str(exc)
-    return f"internal error: {exc}"
-
-
-@contextlib.contextmanager
-def _as_http() -> Iterator[None]:
-    """Scheduling and prompt failures as HTTP statuses: a full queue 503, a prompt that
-    cannot be built or does not fit 400, a runner that failed 500 (503 while shutting down)."""
-    try:
-        yield
-    except QueueFull as exc:
-        raise ApiError(503, str(exc)) from None
-    except PromptError as exc:
-        raise ApiError(400, str(exc)) from None
-    except RunnerError as exc:
-        raise ApiError(_runner_status(exc), str(exc)) from None
-
-
-async def _guarded(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Map failures before the first event to HTTP statuses (see ``_as_http``)."""
-    with _as_http():
-        first = await first_or_error(events)
-    return prepend(first, events)
-
-
-async def _respond(
-    request: Request,
-    stream: bool,
-    events: AsyncIterator[Piece | Done],
-    chunk: Callable[[str], dict[str, Any]],
-    final: Callable[[Done, str], dict[str, Any]],
-) -> Response:
-    """NDJSON (a chunk per piece, then the final object), or one object with the whole text."""
-    # Until the first piece there is no response whose disconnect Starlette watches: a request
-    # waiting for a slot (or for its model to load) must still notice that its client left.
-    guarded = await until_disconnect(request, _guarded(events))
     if stream:
+        events = await service.stream(request, job)
 
         async def lines() -> AsyncIterator[dict[str, Any]]:
-            async for ev in guarded:
-                if isinstance(ev, Piece):
-                    if ev.text:
-                        yield chunk(ev.text)
+            async for ev in events:
+                if isinstance(ev, Delta):
+                    if ev.content or ev.thinking or ev.tool_calls or ev.logprobs:
+                        yield chunk(ev)
                 else:
-                    yield final(ev, "")
+                    yield final(ev)
 
-        return ndjson(lines(), _error_text)
+        return ndjson(lines(), service.error_text)
 
-    async def collect() -> dict[str, Any]:
-        parts: list[str] = []
-        # Closed here, not whenever the garbage collector gets to it: closing releases the
-        # model (keep_alive 0 unloads it) before the answer is sent.
-        async with contextlib.aclosing(guarded):
-            async for ev in guarded:
-                if isinstance(ev, Piece):
-                    parts.append(ev.text)
-                else:
-                    return final(ev, "".join(parts))
-        raise RunnerError("the generation ended without a result")
+    got = await service.collect(request, job)
+    return JSON(final(got.final, got.content, got.thinking, got.tool_calls, got.logprobs))
 
-    try:
-        return JSON(await until_disconnect(request, collect()))
-    except RunnerError as exc:
-        raise ApiError(_runner_status(exc), str(exc)) from None
-    except PromptError as exc:
-        raise ApiError(500, str(exc)) from None
+
+async def _load_only(job: Job, *, chat: bool) -> Response:
+    """An empty prompt loads the model (``done_reason: load``); keep_alive 0 unloads it."""
+    reason = await job.load_only()
+    lifecycle = ol.chat_lifecycle if chat else ol.generate_lifecycle
+    return JSON(lifecycle(job.name, reason))  # type: ignore[arg-type]
 
 
 # -- generate -----------------------------------------------------------------------------------
@@ -176,135 +129,12 @@ async def _respond(
 async def generate(request: Request) -> Response:
     state = _state(request)
     req = await _parse(request, ol.GenerateRequest)
-    keep_alive = _keep_alive(state, req.keep_alive)
-    if req.images:
-        raise ApiError(
-            400, f'"{req.model}" does not support images (mfc has no vision support yet)'
-        )
-    if req.width or req.height or req.steps:
-        raise ApiError(400, "image generation models are not currently supported")
-    if req.raw and (req.template or req.system or req.context):
-        raise ApiError(400, "raw mode does not support template, system, or context")
-    image = await _open(state, req.model)
-    _require(image, req.model, insert=bool(req.suffix), think=req.think)
-    prepared = _prepare(state, image, req.options)
-    fmt = _format(req.format)
-    info = state.model_info(req.model, image)
-    if not req.prompt and not req.suffix and not req.debug_render_only:
-        return await _load_only(state, req.model, prepared, keep_alive, info, chat=False)
-    if req.raw:
-        text = req.prompt
-    else:
-        conv = Conversation(
-            [{"role": "user", "content": req.prompt}],
-            think=req.think,
-            template_override=req.template or None,
-            system_override=req.system or None,
-            image_messages=False,
-        )
-        try:
-            text = await asyncio.to_thread(inference.build_prompt, image, conv)
-        except PromptError as exc:
-            raise ApiError(400, str(exc)) from None
+    job = await service.generate_job(state, req)
     if req.debug_render_only:
-        return JSON(ol.generate_debug(req.model, text))
-
-    async def events() -> AsyncIterator[Piece | Done]:
-        prompt: str | list[int] = text
-        if req.context:  # the tokens of an earlier answer, then the new text
-            prompt = await _tokens_with_context(state, req.model, prepared, req.context, text, info)
-        async for ev in inference.generate(
-            state.scheduler,
-            req.model,
-            prepared,
-            prompt,
-            keep_alive=keep_alive,
-            grammar=fmt,
-            info=info,
-        ):
-            yield ev
-
-    def chunk(piece: str) -> dict[str, Any]:
-        return ol.generate_chunk(req.model, piece)
-
-    def final(done: Done, whole: str) -> dict[str, Any]:
-        return ol.generate_final(
-            req.model,
-            done_reason=_reason(done),
-            metrics=_metrics(done),
-            context=None if req.raw else list(done.tokens),
-            text=whole,
-        )
-
-    return await _respond(request, req.stream is not False, events(), chunk, final)
-
-
-async def _tokens_with_context(
-    state: ServerState,
-    name: str,
-    prepared: Prepared,
-    context: list[int],
-    text: str,
-    info: dict[str, Any],
-) -> list[int]:
-    async with state.scheduler.use(name, prepared.spec, None, info) as model:
-        new = await model.runner.call("tokenize", text=text)
-    return [int(t) for t in context] + [int(t) for t in new]
-
-
-def _format(value: Any) -> str | None:
-    """The request's ``format`` as GBNF (converted here, so a bad schema is a 400)."""
-    from mfc.runtime.structured import SchemaError, grammar_for
-
-    try:
-        return grammar_for(ol.resolve_format(value))
-    except ol.BadRequest as exc:
-        raise ApiError(400, exc.message) from None
-    except SchemaError as exc:
-        raise ApiError(400, f"format: {exc}") from None
-
-
-def _reason(ev: Done) -> Any:
-    reason = str(ev.stats.get("done_reason", "stop"))
-    return "stop" if reason == "cancel" else reason
-
-
-def _metrics(ev: Done) -> ol.Metrics:
-    s = ev.stats
-    return ol.Metrics(
-        total_duration=int(ev.total_ns),
-        load_duration=int(ev.load_ns),
-        prompt_eval_count=int(s.get("prompt_eval_count", 0)),
-        prompt_eval_duration=int(s.get("prompt_eval_duration", 0)),
-        eval_count=int(s.get("eval_count", 0)),
-        eval_duration=int(s.get("eval_duration", 0)),
-    )
-
-
-async def _load_only(
-    state: ServerState,
-    name: str,
-    prepared: Prepared,
-    keep_alive: float,
-    info: dict[str, Any],
-    *,
-    chat: bool,
-) -> Response:
-    """An empty prompt loads the model (``done_reason: load``); keep_alive 0 unloads it."""
-    if keep_alive <= 0:
-        await state.scheduler.unload(prepared.spec.digest)
-        reason = "unload"
-    else:
-        try:
-            async with state.scheduler.use(name, prepared.spec, keep_alive, info):
-                pass
-        except QueueFull as exc:
-            raise ApiError(503, str(exc)) from None
-        except RunnerError as exc:
-            raise ApiError(_runner_status(exc), str(exc)) from None
-        reason = "load"
-    lifecycle = ol.chat_lifecycle if chat else ol.generate_lifecycle
-    return JSON(lifecycle(name, reason))  # type: ignore[arg-type]
+        return JSON(ol.generate_debug(req.model, job.prompt))
+    if job.empty:
+        return await _load_only(job, chat=False)
+    return await _respond(request, job, req.stream is not False, chat=False)
 
 
 # -- chat ---------------------------------------------------------------------------------------
@@ -313,49 +143,12 @@ async def _load_only(
 async def chat(request: Request) -> Response:
     state = _state(request)
     req = await _parse(request, ol.ChatRequest)
-    keep_alive = _keep_alive(state, req.keep_alive)
-    image = await _open(state, req.model)
-    _require(image, req.model, tools=bool(req.tools), think=req.think)
-    prepared = _prepare(state, image, req.options)
-    fmt = _format(req.format)
-    info = state.model_info(req.model, image)
-    if not req.messages and not req.debug_render_only:
-        return await _load_only(state, req.model, prepared, keep_alive, info, chat=True)
-    for i, m in enumerate(req.messages):
-        if m.images:
-            raise ApiError(
-                400, f'messages[{i}].images: "{req.model}" does not support images (no vision yet)'
-            )
-    messages = [_template_message(m) for m in req.messages]
-    tools = [t.model_dump(by_alias=True, exclude_defaults=True) for t in req.tools or []]
-    conv = Conversation(messages, tools=tools or None, think=req.think)
-    try:
-        prompt = await asyncio.to_thread(inference.build_prompt, image, conv)
-    except PromptError as exc:
-        raise ApiError(400, str(exc)) from None
+    job = await service.chat_job(state, req)
     if req.debug_render_only:
-        return JSON(ol.chat_debug(req.model, prompt))
-
-    def chunk(piece: str) -> dict[str, Any]:
-        return ol.chat_chunk(req.model, piece)
-
-    def final(done: Done, whole: str) -> dict[str, Any]:
-        return ol.chat_final(
-            req.model, done_reason=_reason(done), metrics=_metrics(done), content=whole
-        )
-
-    events = inference.generate(
-        state.scheduler, req.model, prepared, prompt, keep_alive=keep_alive, grammar=fmt, info=info
-    )
-    return await _respond(request, req.stream is not False, events, chunk, final)
-
-
-def _template_message(m: ol.Message) -> dict[str, Any]:
-    """A chat message as templates see it (Ollama's field names; empty fields left out)."""
-    out = m.model_dump(by_alias=True, exclude_defaults=True)
-    out.setdefault("role", m.role)
-    out.setdefault("content", m.content)
-    return out
+        return JSON(ol.chat_debug(req.model, job.prompt))
+    if job.empty:
+        return await _load_only(job, chat=True)
+    return await _respond(request, job, req.stream is not False, chat=True)
 
 
 # -- embeddings ---------------------------------------------------------------------------------
@@ -364,72 +157,23 @@ def _template_message(m: ol.Message) -> dict[str, Any]:
 async def embed(request: Request) -> Response:
     state = _state(request)
     req = await _parse(request, ol.EmbedRequest)
-    keep_alive = _keep_alive(state, req.keep_alive)
-    image = await _open(state, req.model)
-    prepared = _prepare(state, image, req.options)
-    inputs = [req.input] if isinstance(req.input, str) else list(req.input or [])
-    if inputs == [""]:
-        inputs = []
-    start = time.perf_counter_ns()
-    if not inputs:
+    got = await service.embed(request, state, req)
+    if not got.vectors:
         return JSON(ol.embed_response(req.model, []))
-    vectors, count, load_ns = await _embed(
-        request, state, req.model, image, prepared, inputs, req.truncate is not False, keep_alive
-    )
-    if req.dimensions:
-        vectors = [_truncate_normalize(v, req.dimensions) for v in vectors]
-    metrics = ol.Metrics(
-        total_duration=time.perf_counter_ns() - start,
-        load_duration=load_ns,
-        prompt_eval_count=count,
-    )
-    return JSON(ol.embed_response(req.model, vectors, metrics=metrics))
-
-
-async def _embed(
-    request: Request,
-    state: ServerState,
-    name: str,
-    image: Any,
-    prepared: Prepared,
-    inputs: list[str],
-    truncate: bool,
-    keep_alive: float,
-) -> tuple[list[list[float]], int, int]:
-    info = state.model_info(name, image)
-    with _as_http():
-        result: tuple[list[list[float]], int, int] = await until_disconnect(
-            request,
-            inference.embed(
-                state.scheduler,
-                name,
-                prepared,
-                inputs,
-                truncate=truncate,
-                keep_alive=keep_alive,
-                info=info,
-            ),
-        )
-    return result
-
-
-def _truncate_normalize(vector: list[float], n: int) -> list[float]:
-    head = vector[:n]
-    norm = math.sqrt(sum(x * x for x in head))
-    return [x / norm for x in head] if norm > 0 else head
+    return JSON(ol.embed_response(req.model, got.vectors, metrics=got.metrics))
 
 
 async def embeddings(request: Request) -> Response:
     """Legacy ``/api/embeddings``: one prompt, one vector (Ollama does not normalise it)."""
     state = _state(request)
     req = await _parse(request, ol.EmbeddingsRequest)
-    keep_alive = _keep_alive(state, req.keep_alive)
-    image = await _open(state, req.model)
-    prepared = _prepare(state, image, req.options)
+    alive = service.keep_alive(state, req.keep_alive)
+    image = await service.open_model(state, req.model)
+    prepared = service.prepare_options(state, image, req.options)
     if not req.prompt:
         return JSON(ol.embeddings_response([]))
-    vectors, _count, _load = await _embed(
-        request, state, req.model, image, prepared, [req.prompt], True, keep_alive
+    vectors, _count, _load = await service.embed_raw(
+        request, state, req.model, image, prepared, [req.prompt], True, alive
     )
     return JSON(ol.embeddings_response(vectors[0]))
 
@@ -474,7 +218,7 @@ async def show(request: Request) -> Response:
     req = await _parse(request, ol.ShowRequest)
     if not req.model:
         raise ApiError(400, "model is required")
-    await _open(state, req.model)  # 400/404 as Ollama
+    await service.open_model(state, req.model)  # 400/404 as Ollama
     try:
         payload = await asyncio.to_thread(state.show, req.model, bool(req.verbose))
     except DiagnosticError as exc:
