@@ -52,8 +52,8 @@ TOOLS_TEMPLATE = """\
 {{- else if eq .Role "user" }}<|user|>{{ .Content }}<|end|><|assistant|>
 {{- else if eq .Role "assistant" }}
 {{- if .ToolCalls }}<tool_call>
-{{- range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}{{ end -}}
-</tool_call>
+{{- range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
+{{- end }}</tool_call>
 {{- else }}{{ .Content }}{{ end }}<|end|>
 {{- else if eq .Role "tool" }}<tool_response>{{ .Content }}</tool_response>
 {{- end }}
@@ -223,7 +223,7 @@ def next_token(model: ChatModel, token: int) -> int:
 
 @cache
 def output_weight(model: ChatModel) -> np.ndarray:
-    """``output.weight`` (n_vocab, n_embd): each class scores its successor with the counter's margin."""
+    """``output.weight`` (n_vocab, n_embd): each class scores its successor (counter's margin)."""
     n = len(vocab(model).tokens)
     out = np.zeros((n, counter.N_EMBD), dtype=np.float32)
     seen: set[int] = set()
@@ -248,7 +248,7 @@ def tokenize(model: ChatModel, text: str) -> list[int]:
             plain += text[i]
             i += 1
             continue
-        ids += counter.tokenize(plain) + [token_id(model, match)]
+        ids += [*counter.tokenize(plain), token_id(model, match)]
         plain = ""
         i += len(match)
     return ids + counter.tokenize(plain)
