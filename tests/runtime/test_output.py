@@ -1,7 +1,8 @@
-"""mfc.runtime.output: thinking, content and tool calls out of a streamed answer (Ollama's rules)."""
+"""mfc.runtime.output: thinking, content and tool calls out of a streamed answer, as Ollama."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def parse(template: str | None, pieces: list[str] | str, **kwargs: object) -> Pa
 
 def splits(text: str, cuts: list[int]) -> list[str]:
     points = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
-    return [text[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(points)]
 
 
 # -- template features ---------------------------------------------------------------------------
