@@ -17,8 +17,8 @@ emulated from their source, against a live `mfc serve`.
   count_tokens; the next turn carries the assistant's `tool_use` and the user's
   `tool_result` blocks.
 
-The counter fixture cannot call tools, so the tool_use turn of the answers waits for the
-tool-calling fixture model; until then these prove every request is accepted and read.
+The counter fixture proves every request shape is accepted and read; the chat fixtures
+(`tools`, `think`: docs/fixtures.md) prove the tool_use round trip and thinking blocks.
 """
 
 from __future__ import annotations
@@ -505,3 +505,136 @@ def test_claude_code_unknown_model_is_anthropics_404(served: Any) -> None:
         r.read()
     assert r.status_code == 404
     assert r.json()["error"]["type"] == "not_found_error"
+
+
+# --- with models that call tools and think (the chat fixtures) ----------------------------------
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Get the weather in a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+        "$schema": SCHEMA,
+    },
+}
+
+
+def test_claude_code_tool_round_trip(chat_served: Any) -> None:
+    """Claude Code's loop: a streamed request with tools; the answer is a tool_use block
+    (stop_reason tool_use); Claude Code runs the tool and sends the whole turn back with a
+    tool_result block; the model answers from the result."""
+    ask = [{"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]}]
+    body = {
+        "model": "tools",
+        "max_tokens": 32000,
+        "system": CLAUDE_SYSTEM,
+        "messages": ask,
+        "tools": [WEATHER_TOOL],  # the fixture's template prints tools as JSON; 512-token window
+        "metadata": METADATA,
+        "stream": True,
+    }
+    with claude(chat_served, body) as r:
+        assert r.status_code == 200, r.read()
+        events = claude_events(r)
+    first = accumulate(events)
+    assert first["stop_reason"] == "tool_use"
+    [call] = first["content"]
+    assert call["type"] == "tool_use" and call["name"] == "get_weather"
+    assert call["input"] == {"city": "Paris"}
+    assert re.fullmatch(r"call_[a-z0-9]{8}", call["id"])
+    assert [e["type"] for e in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+
+    result = {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": call["id"], "content": "sunny, 22 C"},
+        ],
+    }
+    with claude(chat_served, {**body, "messages": [*ask, first, result]}) as r:
+        assert r.status_code == 200, r.read()
+        second = accumulate(claude_events(r))
+    assert second["content"] == [{"type": "text", "text": "It is sunny in Paris."}]
+    assert second["stop_reason"] == "end_turn"
+
+
+def test_claude_code_thinking(chat_served: Any) -> None:
+    """Extended thinking: a thinking block (index 0), then the text block (index 1); the
+    thinking block comes back in the next turn with its (empty) signature and is accepted."""
+    body = {
+        "model": "think",
+        "max_tokens": 32000,
+        "system": CLAUDE_SYSTEM,
+        "messages": [{"role": "user", "content": "count"}],
+        "thinking": {"type": "enabled", "budget_tokens": 31999},
+        "metadata": METADATA,
+        "stream": True,
+    }
+    with claude(chat_served, body) as r:
+        assert r.status_code == 200, r.read()
+        message = accumulate(claude_events(r))
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "I should count up.", "signature": ""},
+        {"type": "text", "text": "abcdefghijklmnopqrstuvwxyz"},
+    ]
+    follow = [
+        {"role": "user", "content": "count"},
+        {"role": "assistant", "content": message["content"]},
+        {"role": "user", "content": "again"},
+    ]
+    with claude(chat_served, {**body, "messages": follow}) as r:
+        assert r.status_code == 200, r.read()
+        again = accumulate(claude_events(r))
+    assert [b["type"] for b in again["content"]] == ["thinking", "text"]
+    # Thinking turned off: the template prefills an empty thought, the answer has none.
+    with claude(chat_served, {**body, "thinking": {"type": "disabled"}}) as r:
+        off = accumulate(claude_events(r))
+    assert off["content"] == [{"type": "text", "text": "abcdefghijklmnopqrstuvwxyz"}]
+
+
+def test_roo_code_reads_a_tool_call(chat_served: Any) -> None:
+    """Roo Code's stream loop turns each tool call into a tool_call_partial with
+    JSON.stringify'd arguments and an `ollama-tool-<n>` id of its own."""
+    assert "tools:latest" in roo_models(chat_served.url)
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the weather in a city",
+            "parameters": WEATHER_TOOL["input_schema"],
+        },
+    }
+    with httpx.stream(
+        "POST",
+        chat_served.url + "/api/chat",
+        json={
+            "model": "tools",
+            "messages": roo_messages("You are Roo.", [{"role": "user", "content": "Paris?"}]),
+            "stream": True,
+            "options": {"temperature": 0, "num_ctx": 512},
+            "tools": [tool],
+        },
+        timeout=60,
+    ) as r:
+        assert r.status_code == 200
+        parts = list(roo_stream(r))
+    calls = [p for p in parts if p["type"] == "tool_call_partial"]
+    assert calls == [
+        {
+            "type": "tool_call_partial",
+            "index": 0,
+            "id": "ollama-tool-0",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        }
+    ]
+    assert parts[-1]["type"] == "usage"

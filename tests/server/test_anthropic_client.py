@@ -85,8 +85,8 @@ def test_stream_raw_events(client: anthropic.Anthropic) -> None:
 
 
 def test_tools_and_tool_result_turn(client: anthropic.Anthropic) -> None:
-    """The SDK's tool shapes are accepted (the counter-tools template takes tools; the
-    model cannot call them, so the answer is text until the tool fixtures land)."""
+    """The SDK's tool shapes are accepted by a template that takes tools (the counter
+    cannot call them: test_tool_use_round_trip has a model that does)."""
     tools = [
         {
             "name": "get_weather",
@@ -198,3 +198,66 @@ def test_async_client(served: Any) -> None:
         return msg.content[0].text, "".join(parts)  # type: ignore[union-attr]
 
     assert asyncio.run(go()) == (ANSWER, ANSWER)
+
+
+# --- with models that call tools and think (the chat fixtures) ----------------------------------
+
+WEATHER: Any = {
+    "name": "get_weather",
+    "description": "Get the weather in a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def test_tool_use_round_trip(chat_served: Any) -> None:
+    client = anthropic.Anthropic(base_url=chat_served.url, api_key="x", max_retries=0)
+    ask: Any = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.messages.create(model="tools", max_tokens=100, tools=[WEATHER], messages=ask)
+    assert first.stop_reason == "tool_use"
+    [call] = first.content
+    assert isinstance(call, anthropic.types.ToolUseBlock)
+    assert (call.name, call.input) == ("get_weather", {"city": "Paris"})
+    # Streamed: the SDK assembles the tool input from the input_json_delta.
+    with client.messages.stream(
+        model="tools", max_tokens=100, tools=[WEATHER], messages=ask
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert final.content[0].input == {"city": "Paris"}  # type: ignore[union-attr]
+    # The next turn: the SDK's own blocks sent back, and a tool_result.
+    follow: Any = [
+        *ask,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
+        },
+    ]
+    answer = client.messages.create(model="tools", max_tokens=100, tools=[WEATHER], messages=follow)
+    assert answer.content[0].text == "It is sunny in Paris."  # type: ignore[union-attr]
+    assert answer.stop_reason == "end_turn"
+
+
+def test_thinking_blocks(chat_served: Any) -> None:
+    client = anthropic.Anthropic(base_url=chat_served.url, api_key="x", max_retries=0)
+    ask: Any = [{"role": "user", "content": "count"}]
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    msg = client.messages.create(model="think", max_tokens=100, thinking=thinking, messages=ask)
+    assert [b.type for b in msg.content] == ["thinking", "text"]
+    assert msg.content[0].thinking == "I should count up."  # type: ignore[union-attr]
+    assert msg.content[1].text == "abcdefghijklmnopqrstuvwxyz"  # type: ignore[union-attr]
+    with client.messages.stream(
+        model="think", max_tokens=100, thinking=thinking, messages=ask
+    ) as stream:
+        kinds = [ev.type for ev in stream]
+        final = stream.get_final_message()
+    assert "thinking" in kinds and "text" in kinds  # the SDK's derived events
+    assert final.content[0].thinking == "I should count up."  # type: ignore[union-attr]
+    off = client.messages.create(
+        model="think", max_tokens=100, thinking={"type": "disabled"}, messages=ask
+    )
+    assert [b.type for b in off.content] == ["text"]
