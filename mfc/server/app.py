@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from mfc.server import create as create_mod
 from mfc.server import ollama as ol
+from mfc.server import routes_anthropic
 from mfc.server import routes_ollama as api
 from mfc.server.config import ServerConfig
 from mfc.server.guard import Guard
@@ -109,6 +110,8 @@ ROUTES = [
     Route("/api/push", api.not_implemented, methods=["POST"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/mfc/engines", api.engines, methods=["GET"]),
+    Route("/v1/messages", routes_anthropic.messages, methods=["POST"]),
+    Route("/v1/messages/count_tokens", routes_anthropic.count_tokens, methods=["POST"]),
 ]
 
 

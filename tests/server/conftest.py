@@ -38,3 +38,21 @@ def served(
         yield server
     finally:
         stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def chat_served(
+    tmp_path_factory: pytest.TempPathFactory, fixture_models: dict[str, Path]
+) -> Iterator[Server]:
+    """One server for a test module with the chat fixtures (docs/fixtures.md), each with the
+    Jinja template its GGUF ships: `tools` (calls get_weather for Paris, then answers from the
+    tool result) and `think` (thinks `I should count up.`, then answers `abc…z`)."""
+    tmp = tmp_path_factory.mktemp("serve-chat")
+    store = Store(tmp / "models")
+    for name in ("tools", "think"):
+        build_text(f"FROM {fixture_models[name + '.gguf']}\n", Path.cwd(), name, store=store)
+    server = start_server(tmp, store)
+    try:
+        yield server
+    finally:
+        stop_server(server)
