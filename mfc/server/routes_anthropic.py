@@ -70,13 +70,7 @@ async def _parse(request: Request, model_cls: type[an.CountTokensRequest]) -> an
 async def _job(state: ServerState, req: ol.ChatRequest) -> Job:
     """The service's job; thinking asked of a model that cannot think is dropped, not refused
     (Ollama's ``relax_thinking`` for this API: Claude Code asks every model to think)."""
-    try:
-        return await service.chat_job(state, req)
-    except ApiError as exc:
-        if exc.status != 400 or exc.param != "think" or req.think in (None, False):
-            raise
-    log.warning('"%s" does not support thinking; answering without it', req.model)
-    return await service.chat_job(state, req.model_copy(update={"think": None}))
+    return await service.chat_job(state, req, relax_thinking=True)
 
 
 async def _messages(request: Request, rid: str) -> Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import secrets
 import string
@@ -39,6 +40,8 @@ from mfc.server.models import InvalidModelName, ModelNotFound, Prepared, open_im
 from mfc.server.runners import RunnerError
 from mfc.server.scheduler import QueueFull
 from mfc.server.state import ServerState
+
+log = logging.getLogger("mfc.server")
 
 # -- events ---------------------------------------------------------------------------------------
 
@@ -173,6 +176,7 @@ def require(
         return True if think is None else think
     if think not in (None, False):
         if relax_thinking:
+            log.warning('"%s" does not support thinking; answering without it', name)
             return None
         raise ApiError(400, f'"{name}" does not support thinking', param="think")
     return think

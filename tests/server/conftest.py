@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mfc.build import build_text
 from mfc.store import Store
 from mfc.testing.server import Server, build_counter, free_port, start_server, stop_server
 
