@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ANSWER = "defghijklmnopqrstuvwxyz"
 GREEDY = {"temperature": 0, "seed": 1}
@@ -365,3 +367,93 @@ def test_body_over_limit_is_413_in_openai_shape(served: Any) -> None:
     assert head.startswith(b"HTTP/1.1 413"), head
     err = json.loads(body)["error"]
     assert err["type"] == "api_error" and f"the limit is {limit}" in err["message"]
+
+
+# --- randomized: every /v1 POST route, any JSON-ish body ------------------------------------------
+
+V1_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+V1_FIELDS = st.sampled_from(
+    [
+        "model",
+        "messages",
+        "prompt",
+        "input",
+        "role",
+        "content",
+        "type",
+        "text",
+        "image_url",
+        "tools",
+        "function",
+        "name",
+        "parameters",
+        "arguments",
+        "tool_calls",
+        "tool_choice",
+        "response_format",
+        "json_schema",
+        "schema",
+        "stop",
+        "seed",
+        "temperature",
+        "top_p",
+        "stream",
+        "stream_options",
+        "reasoning_effort",
+        "reasoning",
+        "logprobs",
+        "top_logprobs",
+        "encoding_format",
+        "dimensions",
+        "instructions",
+        "call_id",
+        "output",
+        "format",
+        "suffix",
+        "echo",
+        "n",
+    ]
+)
+V1_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(["counter", "nope", "user", "function", "json_schema", "text", "input_text"]),
+)
+V1_JSON = st.recursive(
+    V1_LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(V1_FIELDS, inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+V1_BODY = st.one_of(
+    st.fixed_dictionaries({"model": st.sampled_from(["counter", "nope", ""])}).flatmap(
+        lambda base: st.dictionaries(V1_FIELDS, V1_JSON, max_size=5).map(
+            lambda more: {**more, **base}
+        )
+    ),
+    V1_JSON,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(path=st.sampled_from(V1_ROUTES), body=V1_BODY)
+def test_random_bodies_never_500(served: Any, path: str, body: Any) -> None:
+    if isinstance(body, dict):  # keep each generation short
+        body.update(max_tokens=4, max_completion_tokens=4, max_output_tokens=4)
+    r = post(served, path, body)
+    assert r.status_code < 500, (path, body, r.status_code, r.text)
+    if r.status_code >= 400:
+        error_of(r, r.status_code)
+
+
+def test_no_traceback_in_the_log(served: Any) -> None:
+    assert "Traceback" not in served.logs(), served.logs()[-3000:]
