@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.runtime.model import ModelImage
 from mfc.runtime.options import UNSUPPORTED, unsupported_warning
-from mfc.runtime.session import Session
+from mfc.runtime.session import Session, Turn
 from mfc.runtime.stats import format_stats
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ HELP_SET = """Available Commands:
   /set noformat          Disable formatting
   /set verbose           Show LLM stats
   /set quiet             Disable LLM stats
+  /set think             Enable thinking
+  /set nothink           Disable thinking
 """
 
 HELP_SHOW = """Available Commands:
@@ -139,6 +141,48 @@ class WordWrap:
         self.column = self.spaces = 0
 
 
+GREY = "\033[38;5;245m"
+BOLD = "\033[1m"
+RESET = "\033[0m"
+
+
+def thinking_opening(plain: bool) -> str:
+    """What Ollama's CLI prints before the thinking (grey, the header bold)."""
+    return "Thinking...\n" if plain else f"{GREY}{BOLD}Thinking...\n{RESET}{GREY}"
+
+
+def thinking_closing(plain: bool) -> str:
+    return "...done thinking.\n\n" if plain else f"{GREY}{BOLD}...done thinking.\n\n{RESET}"
+
+
+def write_answer(
+    turn: Turn, out: TextIO, width: int | None, *, hide_thinking: bool = False, plain: bool = False
+) -> None:
+    """Stream ``turn`` as `ollama run` shows it: "Thinking...", the thinking, "...done
+    thinking.", then the answer (``hide_thinking`` leaves the thinking out; ``plain`` drops
+    the colours, as Ollama does when stdout is not a terminal)."""
+    printer = WordWrap(out, width)
+    opened = closed = False
+    thought = ""
+    for part in turn.parsed():
+        if part.thinking and not hide_thinking:
+            if not opened:
+                out.write(thinking_opening(plain))
+                opened = True
+            thought += part.thinking
+            printer.write(part.thinking)
+        if opened and not closed and (part.content or part.tool_calls):
+            printer.finish()
+            if not thought.endswith("\n"):
+                out.write("\n")
+            out.write(thinking_closing(plain))
+            closed = True
+            printer = WordWrap(out, width)
+        if part.content:
+            printer.write(part.content)
+    printer.finish()
+
+
 class Repl:
     def __init__(
         self,
@@ -147,6 +191,7 @@ class Repl:
         load_image: Callable[[str], ModelImage],
         verbose: bool = False,
         wordwrap: bool = True,
+        hide_thinking: bool = False,
         out: TextIO = sys.stdout,
         err: TextIO = sys.stderr,
         read: Callable[[str], str] = input,
@@ -155,6 +200,7 @@ class Repl:
         self.load_image = load_image
         self.verbose = verbose
         self.wordwrap = wordwrap
+        self.hide_thinking = hide_thinking
         self.out = out
         self.err = err
         self.read = read
@@ -242,13 +288,10 @@ class Repl:
     def answer(self, text: str) -> None:
         turn = self.session.ask(text)
         width = shutil.get_terminal_size((80, 24)).columns - 5 if self.wordwrap else None
-        printer = WordWrap(self.out, width)
         try:
-            for chunk in turn:
-                printer.write(chunk)
+            write_answer(turn, self.out, width, hide_thinking=self.hide_thinking)
         except KeyboardInterrupt:
             turn.cancel()
-        printer.finish()
         self.say("\n")
         for warning in turn.warnings:
             self.warn(warning)
@@ -340,6 +383,21 @@ class Repl:
                 return
             self.session.format = "json"
             self.say("Set format to 'json' mode.")
+        elif what in ("think", "nothink"):
+            level = args[1] if what == "think" and len(args) > 1 else ""
+            if level and level not in ("low", "medium", "high", "max"):
+                self.say(
+                    f'error: invalid think value: "{level}" (must be "high", "medium", '
+                    '"low", "max", true, or false)'
+                )
+                return
+            self.session.think = (level or True) if what == "think" else False
+            if not self.session.can_think():
+                self.warn(f'model "{self.session.image.name}" does not support thinking output')
+            if what == "nothink":
+                self.say("Set 'nothink' mode.")
+            else:
+                self.say(f"Set 'think' mode to '{level}'." if level else "Set 'think' mode.")
         elif what == "noformat":
             self.session.format = None
             self.say("Disabled format.")

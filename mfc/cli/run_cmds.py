@@ -60,7 +60,30 @@ def _fail(exc: DiagnosticError) -> None:
     sys.exit(1)
 
 
-@click.command()
+THINK_VALUES: dict[str, bool | str] = {"": True, "true": True, "false": False}
+THINK_VALUES.update((level, level) for level in ("high", "medium", "low", "max"))
+
+
+class _RunCommand(click.Command):
+    """`--think` takes its value only as `--think=VALUE` (cobra's NoOptDefVal, as `ollama
+    run`): a bare `--think` means true and never swallows the prompt after it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = ["--think=true" if a == "--think" else a for a in args]
+        return super().parse_args(ctx, args)
+
+
+def _think_value(value: str | None) -> bool | str | None:
+    if value is None:
+        return None
+    if value not in THINK_VALUES:
+        raise click.UsageError(
+            f'invalid value for --think: "{value}" (must be true, false, high, medium, low, or max)'
+        )
+    return THINK_VALUES[value]
+
+
+@click.command(cls=_RunCommand)
 @click.argument("name")
 @click.argument("prompt", nargs=-1)
 @click.option("--verbose", is_flag=True, help="Print timings and token rates after each answer.")
@@ -68,6 +91,12 @@ def _fail(exc: DiagnosticError) -> None:
     "--format", "fmt", type=click.Choice(["json"]), help="Constrain the answer to JSON (grammar)."
 )
 @click.option("--nowordwrap", is_flag=True, help="Do not wrap long lines at word boundaries.")
+@click.option(
+    "--think",
+    metavar="[=true|false|high|medium|low]",
+    help="Thinking: --think (true), --think=false, or a level, for models that can think.",
+)
+@click.option("--hidethinking", is_flag=True, help="Hide the thinking output (if any).")
 @click.option(
     "--keepalive",
     metavar="DURATION",
@@ -79,6 +108,8 @@ def run(
     verbose: bool,
     fmt: str | None,
     nowordwrap: bool,
+    think: str | None,
+    hidethinking: bool,
     keepalive: str | None,
 ) -> None:
     """Run NAME: answer PROMPT (or piped stdin) and exit, or chat on a terminal.
@@ -93,6 +124,7 @@ def run(
     from mfc.runtime.session import Session
     from mfc.runtime.stats import format_stats
 
+    think_value = _think_value(think)
     parts = list(prompt)
     # Like `ollama run`: the REPL only on a terminal; otherwise stdin (possibly empty,
     # `</dev/null`) is read as the prompt and this is a one-shot run.
@@ -103,7 +135,8 @@ def run(
             parts.insert(0, piped)
     try:
         with sigint_for_main_thread():
-            session = Session(_image(name), format=fmt)
+            session = Session(_image(name), format=fmt, think=think_value)
+            session.check_think()
             if not parts:
                 session.engine()  # load now, as `ollama run` does: errors show before the prompt
         if not parts and not interactive:
@@ -111,17 +144,21 @@ def run(
         if not parts:
             from mfc.cli.repl import Repl
 
-            repl = Repl(session, load_image=_image, verbose=verbose, wordwrap=not nowordwrap)
+            repl = Repl(
+                session,
+                load_image=_image,
+                verbose=verbose,
+                wordwrap=not nowordwrap,
+                hide_thinking=hidethinking,
+            )
             raise SystemExit(repl.run())
-        from mfc.cli.repl import WordWrap
+        from mfc.cli.repl import write_answer
 
-        wrap = not nowordwrap and sys.stdout.isatty()
-        width = os.get_terminal_size().columns - 5 if wrap else None
-        printer = WordWrap(sys.stdout, width)
+        tty = sys.stdout.isatty()
+        width = os.get_terminal_size().columns - 5 if not nowordwrap and tty else None
         turn = session.ask(" ".join(parts))
         try:
-            for chunk in turn:
-                printer.write(chunk)
+            write_answer(turn, sys.stdout, width, hide_thinking=hidethinking, plain=not tty)
         except KeyboardInterrupt:
             turn.cancel()
         except BrokenPipeError:  # `mfc run m p | head`: stop generating, quietly
@@ -131,7 +168,6 @@ def run(
         except BaseException:
             turn.cancel()
             raise
-        printer.finish()
         click.echo("")
         sys.stdout.flush()  # the answer before any warning or stats on stderr
         for warning in turn.warnings:

@@ -155,3 +155,6 @@ ENGINE_LOAD_FAILED = register(
 IMAGE_UNREADABLE = register(
     "MF309", "image-unreadable", E, "a blob, config or layer of the image cannot be read"
 )
+THINKING_UNSUPPORTED = register(
+    "MF310", "thinking-unsupported", E, "think was asked of a model whose template cannot think"
+)

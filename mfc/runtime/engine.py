@@ -63,6 +63,7 @@ DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
 # Copy a busy sequence's KV stream only when it saves at least this many tokens of
 # decoding (the copy moves the whole stream: n_ctx cells of every layer).
 MIN_COPY_TOKENS = 32
+MAX_TOP_LOGPROBS = 20  # Ollama's and OpenAI's limit
 
 
 # `kv_cache_type` → ggml type id (llama-cpp-python binds these as GGML_TYPE_* constants).
@@ -128,6 +129,8 @@ class Generation:
     stats: Stats | None = None
     warnings: list[str] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # prompt + answer (Ollama's `context`)
+    # With ``logprobs=True``: one Ollama Logprob dict per token of `text` (`logprob_entry`)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
     _done: bool = False
 
     def __iter__(self) -> Iterator[str]:
@@ -141,6 +144,8 @@ class Generation:
                     self.warnings.append(value)
                 elif kind == "tokens":
                     self.tokens = value
+                elif kind == "logprobs":  # the tokens of the text item that follows
+                    self.logprobs.extend(value)
                 elif kind == "done":
                     self.stats = value
                     self._done = True
@@ -193,6 +198,7 @@ class _Request:
     out: Sink
     cancel: threading.Event
     submitted_ns: int
+    top_logprobs: int = -1  # -1: no logprobs; else how many alternatives per token
 
 
 @dataclass(eq=False)
@@ -209,6 +215,8 @@ class _Slot:
     reused: int = 0
     next_token: int | None = None  # sampled, to be decoded at the next step
     sampler: Any = None
+    grammar: Any = None  # the grammar sampler, outside the chain (see `_sample_constrained`)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # for text not yet released
     stream: TextStream | None = None
     generated: int = 0
     limit: int = -1
@@ -252,10 +260,14 @@ class Engine:
         adapters: Sequence[Adapter] = (),
         *,
         n_seq_max: int = 1,
+        grammar_fast_path: bool = True,
     ):
+        """``grammar_fast_path=False`` applies a grammar to every candidate at every token
+        (the reference `bench/structured.py` and the tests compare the fast path with)."""
         if n_seq_max < 1:
             raise ValueError("n_seq_max must be at least 1")
         self.model_path = Path(model_path)
+        self.grammar_fast_path = grammar_fast_path
         self.load_options = load
         self.adapters = tuple(adapters)
         self.n_seq_max = n_seq_max
@@ -280,6 +292,7 @@ class Engine:
         self._adapter_handles: list[Any] = []
         self._ectx: Any = None  # embeddings context, made on first use
         self._ebatch: Any = None
+        self._cand: Any = None  # candidate buffers for constrained sampling, made on first use
         self._thread = threading.Thread(
             target=self._run, name=f"llama:{self.model_path.name}", daemon=True
         )
@@ -332,8 +345,15 @@ class Engine:
         *,
         grammar: str | None = None,
         out: Sink | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> Generation:
         """Queue a generation; the returned Generation streams text as it is sampled.
+
+        ``grammar`` (GBNF) constrains the tokens. ``logprobs`` asks for each generated
+        token's log-probability and its ``top_logprobs`` (0..20) most likely alternatives,
+        as Ollama reports them (`logprob_entry`); they arrive as a ``("logprobs", [...])``
+        item right before the ``("text", …)`` item holding those tokens' text.
 
         With ``out``, the ``(kind, value)`` items the Generation would read go to
         ``out.put`` instead (on the engine thread, in step order), and the Generation
@@ -344,11 +364,15 @@ class Engine:
         """
         if self._closed:
             raise EngineError("the engine is closed")
+        if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         chunks: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         cancel = threading.Event()
         tokens_or_text = prompt if isinstance(prompt, str) else list(prompt)
         sink: Sink = chunks if out is None else out
         req = _Request(tokens_or_text, sampling, grammar, sink, cancel, time.perf_counter_ns())
+        if logprobs or top_logprobs:
+            req.top_logprobs = top_logprobs
         self._inbox.put(("generate", req))
         return Generation(chunks, cancel)
 
@@ -580,6 +604,9 @@ class Engine:
             if slot.sampler:
                 llama_cpp.llama_sampler_free(slot.sampler)
                 slot.sampler = None
+            if slot.grammar:
+                llama_cpp.llama_sampler_free(slot.grammar)
+                slot.grammar = None
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
@@ -679,7 +706,8 @@ class Engine:
             slot.cached = []
             reuse = 0
         s = req.sampling
-        slot.sampler = self._sampler(s, req.grammar)
+        slot.sampler, slot.grammar = self._sampler(s, req.grammar)
+        slot.logprobs = []
         slot.req = req
         self._busy.append(slot)
         slot.prompt = tokens
@@ -692,10 +720,19 @@ class Engine:
         slot.first_ns = 0
         self._count(prompt_tokens_reused=reuse)
 
-    def _sampler(self, s: SamplingOptions, grammar: str | None) -> Any:
-        """The sampler chain llama-cpp-python's `Llama` builds, from the same options."""
+    def _sampler(self, s: SamplingOptions, grammar: str | None) -> tuple[Any, Any]:
+        """The sampler chain llama-cpp-python's `Llama` builds, from the same options, and
+        the grammar sampler: in the chain (after the penalties) without the fast path, else
+        apart, for `_sample_constrained`."""
         import llama_cpp
 
+        g = None
+        if grammar:
+            mark = LLAMA_LOG.mark()
+            g = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
+            if not g:
+                why = reason(LLAMA_LOG.since(mark))
+                raise EngineError(f"llama.cpp rejected the grammar: {why}")
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
         last_n = self.n_ctx if s.repeat_last_n < 0 else s.repeat_last_n
@@ -709,14 +746,9 @@ class Engine:
                 s.presence_penalty,
             ),
         )
-        if grammar:
-            mark = LLAMA_LOG.mark()
-            g = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
-            if not g:
-                llama_cpp.llama_sampler_free(chain)
-                why = reason(LLAMA_LOG.since(mark))
-                raise EngineError(f"llama.cpp rejected the grammar: {why}")
-            add(chain, g)
+        if g is not None and not self.grammar_fast_path:
+            add(chain, g)  # the chain owns (and frees) it now
+            g = None
         seed = s.seed if s.seed >= 0 else DEFAULT_SEED
         if s.temperature < 0.0:
             add(chain, llama_cpp.llama_sampler_init_dist(seed))
@@ -729,7 +761,7 @@ class Engine:
             add(chain, llama_cpp.llama_sampler_init_min_p(s.min_p, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(s.temperature))
             add(chain, llama_cpp.llama_sampler_init_dist(seed))
-        return chain
+        return chain, g
 
     # -- the step ----------------------------------------------------------------------
 
@@ -838,12 +870,20 @@ class Engine:
 
         req = slot.req
         assert req is not None and slot.stream is not None
-        token = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, row)
+        if slot.grammar is None:
+            token = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, row)
+        else:
+            token = self._sample_constrained(slot, row)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")
             return
         slot.generated += 1
-        text = slot.stream.feed(self._pieces(token))
+        piece = self._pieces(token)
+        if req.top_logprobs >= 0:  # after the EOG check: no entry for the end token (Ollama)
+            slot.logprobs.append(self._logprob_entry(row, token, piece, req.top_logprobs))
+        text = slot.stream.feed(piece)
+        if slot.logprobs:
+            self._send_logprobs(req, slot, text, final=slot.stream.stopped)
         if text:
             self._send(req, ("text", text))
         if slot.stream.stopped:
@@ -859,6 +899,74 @@ class Engine:
             self._finish(slot, "length")
         else:
             slot.next_token = token
+
+    def _sample_constrained(self, slot: _Slot, row: int) -> int:
+        """Sample under a grammar the way llama.cpp's common sampler does (grammar_first off).
+
+        Applying a grammar means matching every vocabulary entry against the grammar's
+        parse stacks (32k-150k strings a token). Instead, sample from the unconstrained
+        chain first, ask the grammar about that one token, and only if it is rejected apply
+        the grammar to all candidates and sample again. Greedy picks the same token either
+        way (the argmax, if allowed, is the argmax of the allowed); sampling draws from
+        llama.cpp's own distribution (exact for plain temperature: rejection sampling).
+        """
+        import llama_cpp
+
+        if not self.grammar_fast_path:
+            return int(llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, row))
+        if self._cand is None:
+            self._cand = _Candidates(self._n_vocab)
+        cand = self._cand
+        logits = llama_cpp.llama_get_logits_ith(self._ctx, row)
+        token = cand.sample(slot.sampler, logits)
+        if not cand.allowed(slot.grammar, token):
+            cand.fill(logits)
+            llama_cpp.llama_sampler_apply(slot.grammar, cand.ref)
+            token = cand.sample(slot.sampler, None)
+        if not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            llama_cpp.llama_sampler_accept(slot.grammar, token)
+        llama_cpp.llama_sampler_accept(slot.sampler, token)
+        return token
+
+    def _logprob_entry(self, row: int, token: int, piece: bytes, top: int) -> dict[str, Any]:
+        """Ollama's Logprob for a sampled token: log-softmax of the model's raw logits.
+
+        Ollama's runners (llamarunner's `CalculateLogprobs`, and llama-server's n_probs,
+        which Ollama now forwards to) report the distribution *before* every sampler:
+        no temperature, penalties, truncation or grammar. Only computed when asked.
+        """
+        import llama_cpp
+        import numpy as np
+
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, row)
+        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
+        peak = logits.max()
+        lse = peak + np.log(np.exp(logits - peak).sum())
+        entry = logprob_entry(piece, float(logits[token] - lse))
+        if top:
+            best = np.argpartition(-logits, top - 1)[:top]
+            best = best[np.lexsort((best, -logits[best]))]  # descending; ties by token id
+            entry["top_logprobs"] = [
+                logprob_entry(self._pieces(int(t)), float(logits[t] - lse)) for t in best
+            ]
+        return entry
+
+    def _send_logprobs(self, req: _Request, slot: _Slot, text: str, *, final: bool) -> None:
+        """Hand over the entries of the tokens whose text is released now (`text`).
+
+        Tokens whose text is still held back (a split UTF-8 character, a possible stop
+        string) wait for the piece that releases it. When the answer ends, entries of tokens
+        swallowed by a stop string are dropped, as Ollama drops them.
+        """
+        entries = slot.logprobs
+        if not text:
+            if final:
+                slot.logprobs = []
+            return
+        if slot.stream is not None and slot.stream.stopped:
+            entries = _covering(entries, len(text))
+        self._send(req, ("logprobs", entries))
+        slot.logprobs = []
 
     def _shift_context(self, slot: _Slot) -> bool:
         """Make room as Ollama/llama.cpp do: keep the first `num_keep` tokens (plus
@@ -889,6 +997,9 @@ class Engine:
         if slot.sampler:
             llama_cpp.llama_sampler_free(slot.sampler)
             slot.sampler = None
+        if slot.grammar:
+            llama_cpp.llama_sampler_free(slot.grammar)
+            slot.grammar = None
         slot.req = None
         self._busy.remove(slot)
         slot.next_token = None
@@ -900,6 +1011,8 @@ class Engine:
             return
         assert slot.stream is not None
         tail = slot.stream.finish()
+        if slot.logprobs:
+            self._send_logprobs(req, slot, tail, final=True)
         if tail:
             self._send(req, ("text", tail))
         self._send(req, ("tokens", list(slot.cached)))
@@ -982,6 +1095,90 @@ class Engine:
         vec = np.mean(rows, axis=0) if rows else np.zeros(n_embd, dtype=np.float32)
         norm = float(np.linalg.norm(vec))
         return [float(x) for x in (vec / norm if norm > 0 else vec)]
+
+
+def logprob_entry(piece: bytes, logprob: float) -> dict[str, Any]:
+    """Ollama's ``TokenLogprob``: the token's text, its log-probability and its UTF-8 bytes
+    (the text of a token holding part of a character shows U+FFFD; its bytes are exact)."""
+    entry: dict[str, Any] = {"token": piece.decode("utf-8", "replace"), "logprob": logprob}
+    if piece:
+        entry["bytes"] = list(piece)
+    return entry
+
+
+def _covering(entries: list[dict[str, Any]], n_chars: int) -> list[dict[str, Any]]:
+    """The first entries whose tokens' text starts within the first ``n_chars`` characters
+    (the tokens of a stop string, which is cut off, are not part of the answer)."""
+    kept = []
+    at = 0
+    for entry in entries:
+        if at >= n_chars:
+            break
+        kept.append(entry)
+        at += len(entry["token"])
+    return kept
+
+
+class _Candidates:
+    """Reusable ``llama_token_data_array`` buffers for sampling under a grammar.
+
+    The whole-vocabulary array is filled from the logits with numpy (tens of µs for 32k
+    tokens); the one-element array asks the grammar about a single token.
+    """
+
+    def __init__(self, n_vocab: int):
+        import llama_cpp
+        import numpy as np
+
+        self.n_vocab = n_vocab
+        self.data = (llama_cpp.llama_token_data * n_vocab)()
+        dtype = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+        assert dtype.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+        self.view = np.frombuffer(memoryview(self.data).cast("B"), dtype=dtype)
+        self.ids = np.arange(n_vocab, dtype=np.int32)
+        self.array = llama_cpp.llama_token_data_array(
+            data=self.data, size=n_vocab, selected=-1, sorted=False
+        )
+        self.ref = ctypes.byref(self.array)
+        self.one = (llama_cpp.llama_token_data * 1)()
+        self.one_array = llama_cpp.llama_token_data_array(
+            data=self.one, size=1, selected=-1, sorted=False
+        )
+        self.one_ref = ctypes.byref(self.one_array)
+
+    def fill(self, logits: Any) -> None:
+        import numpy as np
+
+        view = self.view
+        view["id"] = self.ids
+        view["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
+        view["p"] = 0.0
+        array = self.array
+        array.size = self.n_vocab
+        array.selected = -1
+        array.sorted = False
+
+    def sample(self, chain: Any, logits: Any) -> int:
+        """Apply ``chain`` (no accept) to the candidates, refilled from ``logits`` if given."""
+        import llama_cpp
+
+        if logits is not None:
+            self.fill(logits)
+        llama_cpp.llama_sampler_apply(chain, self.ref)
+        return int(self.data[self.array.selected].id)
+
+    def allowed(self, grammar: Any, token: int) -> bool:
+        import llama_cpp
+
+        one: Any = self.one[0]
+        one.id = token
+        one.logit = 1.0
+        one.p = 0.0
+        self.one_array.size = 1
+        self.one_array.selected = -1
+        self.one_array.sorted = False
+        llama_cpp.llama_sampler_apply(grammar, self.one_ref)
+        return bool(self.one[0].logit != float("-inf"))
 
 
 def _seq_id(slot: _Slot) -> int:

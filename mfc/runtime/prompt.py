@@ -83,6 +83,7 @@ def render(
     *,
     image: ModelImage,
     add_generation_prompt: bool = True,
+    think: bool | str | None = None,
 ) -> str:
     """Render `messages` with `template`; raises `mfc.template` errors naming the origin.
 
@@ -99,6 +100,7 @@ def render(
         messages=[m.to_dict() for m in messages],
         system=systems[0] if systems else None,
         add_generation_prompt=add_generation_prompt,
+        think=think,
         bos_token=image.gguf.bos_token,
         eos_token=image.gguf.eos_token,
         origin=template.origin,

@@ -18,6 +18,7 @@ from mfc.modelfile.spec import ParamValue
 from mfc.runtime import options as opts
 from mfc.runtime.engine import Engine, EngineError, Generation, json_grammar
 from mfc.runtime.model import ChatMessage, ModelImage
+from mfc.runtime.output import OutputParser, Parsed, output_parser, think_enabled
 from mfc.runtime.prompt import PromptTemplate, choose_template, conversation, render
 from mfc.runtime.stats import Stats
 from mfc.template import TemplateError
@@ -32,9 +33,9 @@ def default_engine(image: ModelImage, load: opts.LoadOptions) -> Engine:
 
 @dataclass
 class Turn:
-    """One answer being streamed. Iterate for text; afterwards `stats` includes
-    the load time (when this turn loaded the model) and the exchange is added
-    to the conversation. A cancelled turn is not added."""
+    """One answer being streamed. Iterate for its content (or `parsed()` for thinking and
+    content apart); afterwards `stats` includes the load time (when this turn loaded the
+    model) and the exchange is added to the conversation. A cancelled turn is not added."""
 
     session: Session
     prompt: str
@@ -42,10 +43,33 @@ class Turn:
     load_duration: int
     warnings: list[str] = field(default_factory=list)
     stats: Stats | None = None
+    parser: OutputParser | None = None  # None: the raw text is the content
+    content: str = ""
+    thinking: str = ""
+
+    def parsed(self) -> Iterator[Parsed]:
+        """The answer as it becomes certain: thinking and content split by the model's tags."""
+        parser = self.parser
+        for piece in self.generation:
+            part = parser.feed(piece) if parser is not None else Parsed(piece)
+            if part:
+                self._add(part)
+                yield part
+        if parser is not None:
+            part = parser.finish()
+            if part:
+                self._add(part)
+                yield part
+        self._finish()
 
     def __iter__(self) -> Iterator[str]:
-        yield from self.generation
-        self._finish()
+        for part in self.parsed():
+            if part.content:
+                yield part.content
+
+    def _add(self, part: Parsed) -> None:
+        self.content += part.content
+        self.thinking += part.thinking
 
     def cancel(self) -> None:
         self.generation.cancel()
@@ -53,6 +77,7 @@ class Turn:
 
     @property
     def text(self) -> str:
+        """Everything the model printed, thinking tags included."""
         return self.generation.text
 
     def result(self) -> str:
@@ -75,8 +100,10 @@ class Turn:
             done_reason=s.done_reason,
         )
         if s.done_reason != "cancel":
+            # As Ollama's CLI: the conversation keeps the answer, not the thinking.
+            answer = self.content if self.parser is not None else self.text
             self.session.history.append(ChatMessage("user", self.prompt))
-            self.session.history.append(ChatMessage("assistant", self.text))
+            self.session.history.append(ChatMessage("assistant", answer))
 
 
 class Session:
@@ -92,9 +119,11 @@ class Session:
         *,
         overrides: Mapping[str, ParamValue] | None = None,
         format: str | None = None,
+        think: bool | str | None = None,
         env: Mapping[str, str] | None = None,
     ):
         self.image = image
+        self.think = think  # --think / `/set think` (None: think if the model can)
         self.overrides: dict[str, ParamValue] = dict(overrides or {})
         self.system: str | None = None  # /set system (None: the image's SYSTEM)
         self.template: str | None = None  # /set template (None: the image's choice)
@@ -196,6 +225,26 @@ class Session:
     def prompt_template(self) -> PromptTemplate:
         return choose_template(self.image, self.template)
 
+    def can_think(self) -> bool:
+        from mfc.runtime.output import template_supports_thinking
+
+        return template_supports_thinking(self.prompt_template().text)
+
+    def effective_think(self) -> bool | str | None:
+        """Ollama's CLI: unset means on for a model that can think, unset otherwise."""
+        if self.think is not None:
+            return self.think
+        return True if self.can_think() else None
+
+    def check_think(self) -> None:
+        """`--think` on a model that cannot think is Ollama's error, before anything runs."""
+        if think_enabled(self.think) and not self.can_think():
+            raise codes.THINKING_UNSUPPORTED.error(
+                f'"{self.image.name}" does not support thinking',
+                hint="run without --think (`/set nothink`), or use a template that renders"
+                " `.Thinking` between thinking tags",
+            )
+
     # -- prompting --------------------------------------------------------------
 
     def render(self, prompt: str | None, history: list[ChatMessage] | None = None) -> str:
@@ -207,7 +256,7 @@ class Session:
         )
         template = self.prompt_template()
         try:
-            return render(template, msgs, image=self.image)
+            return render(template, msgs, image=self.image, think=self.effective_think())
         except TemplateError as exc:
             raise codes.TEMPLATE_RENDER_FAILED.error(
                 str(exc),
@@ -223,6 +272,7 @@ class Session:
         MESSAGE layers are kept) and a warning says so; a prompt that does not
         fit in num_ctx on its own is an error.
         """
+        self.check_think()
         resolved = self.resolved()
         engine = self.engine()
         load_ns, self._pending_load_ns = self._pending_load_ns, 0
@@ -236,7 +286,8 @@ class Session:
         room = sampling.num_predict if sampling.num_predict > 0 else engine.n_ctx // 4
         budget = max(1, engine.n_ctx - room)
         while True:
-            tokens = engine.tokenize(self.render(prompt, history))
+            rendered = self.render(prompt, history)
+            tokens = engine.tokenize(rendered)
             if len(tokens) <= budget or not history:
                 break
             history = history[2:] if len(history) >= 2 else []
@@ -257,7 +308,16 @@ class Session:
             )
         grammar = json_grammar() if self.format == "json" else None
         gen = engine.generate(tokens, sampling, grammar=grammar)
-        return Turn(self, prompt, gen, load_ns, warnings)
+        template = self.prompt_template()
+        parser = None
+        if template.text is not None:
+            parser = output_parser(
+                template.text,
+                prompt=rendered,
+                think=self.effective_think(),
+                family=self.image.family,
+            )
+        return Turn(self, prompt, gen, load_ns, warnings, parser=parser)
 
     # -- Modelfile view -----------------------------------------------------------
 

@@ -57,6 +57,9 @@ class Conversation:
 def build_prompt(image: ModelImage, conv: Conversation) -> str:
     """SYSTEM, the image's MESSAGE layers, then the request's messages, through the template."""
     template = choose_template(image, conv.template_override, "the request's `template`")
+    suffix = conv.extra.get("suffix")
+    if suffix and template.text is not None:
+        return _insert(template, str(conv.messages[-1].get("content") or ""), str(suffix), conv)
     messages: list[Mapping[str, Any]] = []
     first_is_system = bool(conv.messages) and conv.messages[0].get("role") == "system"
     system = conv.system_override if conv.system_override is not None else image.system
@@ -68,6 +71,21 @@ def build_prompt(image: ModelImage, conv: Conversation) -> str:
     if template.text is None:
         return "".join(str(m.get("content") or "") for m in messages)
     return _render(template, messages, image, conv)
+
+
+def _insert(template: PromptTemplate, prompt: str, suffix: str, conv: Conversation) -> str:
+    from mfc.template import render_insert
+
+    try:
+        return render_insert(
+            template.text or "",
+            prompt=prompt,
+            suffix=suffix,
+            think=conv.think,
+            origin=template.origin,
+        )
+    except TemplateError as exc:
+        raise PromptError(f"the template failed: {exc}") from None
 
 
 def _render(

@@ -11,6 +11,7 @@ step on each side, not one per stream).
 Server → runner (``op``):
   ``load``      model path, adapters ``[[path, scale], …]``, load options, ``n_seq_max``
   ``generate``  ``id``, ``prompt`` (text) or ``tokens``, ``sampling`` options, ``grammar``
+                (GBNF), ``logprobs`` (bool) and ``top_logprobs`` (0..20)
   ``cancel``    ``id``
   ``tokenize``  ``id``, ``text``
   ``embed``     ``id``, ``inputs``, ``truncate``
@@ -19,7 +20,9 @@ Server → runner (``op``):
 
 Runner → server (``t``):
   ``loaded``    after ``load`` (``load_ns``), or ``error`` with llama.cpp's reason
-  ``texts``     ``items``: ``[[id, text], …]`` — the next pieces of generations, in order
+  ``texts``     ``items``: ``[[id, text], …]`` — the next pieces of generations, in order;
+                with logprobs asked, ``[id, text, logprobs]``: one Ollama Logprob object
+                (``token``, ``logprob``, ``bytes``, ``top_logprobs``) per token of ``text``
   ``done``      ``id``, ``stats``, ``tokens`` (the prompt + answer tokens: Ollama's context)
   ``result``    ``id``, ``value`` (tokenize, embed, counters)
   ``error``     ``id``, ``message``, ``kind`` (``prompt_too_long`` with ``n_tokens``/``n_ctx``, …)

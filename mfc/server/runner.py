@@ -89,6 +89,7 @@ class Runner:
         self._delivery: threading.Thread | None = None
         self._warnings: dict[int, list[str]] = {}  # delivery thread only
         self._tokens: dict[int, list[int]] = {}
+        self._logprobs: dict[int, list[Any]] = {}  # entries for the next text item (delivery)
 
     # -- ops ------------------------------------------------------------------
 
@@ -122,6 +123,8 @@ class Runner:
             _sampling(msg.get("sampling") or {}),
             grammar=msg.get("grammar"),
             out=_Tagged(self._out, rid),
+            logprobs=bool(msg.get("logprobs")),
+            top_logprobs=int(msg.get("top_logprobs") or 0),
         )
         with self._lock:
             self.generations[rid] = gen
@@ -142,14 +145,18 @@ class Runner:
                     batch.append(out.get_nowait())
                 except queue.Empty:
                     break
-            texts: list[list[Any]] = []  # [id, piece]: one line each for the client, in order
+            # [id, piece] or [id, piece, logprobs]: one line each for the client, in order
+            texts: list[list[Any]] = []
             ends: list[dict[str, Any]] = []
             stop = False
             for rid, (kind, value) in batch:
                 if rid < 0:  # the stop marker from close(), after every generation's end
                     stop = True
                 elif kind == "text":
-                    texts.append([rid, value])
+                    entries = self._logprobs.pop(rid, None)
+                    texts.append([rid, value] if entries is None else [rid, value, entries])
+                elif kind == "logprobs":  # the engine sends them right before their text
+                    self._logprobs[rid] = value
                 elif kind == "warning":
                     self._warnings.setdefault(rid, []).append(value)
                 elif kind == "tokens":
@@ -175,6 +182,7 @@ class Runner:
         with self._lock:
             self.generations.pop(rid, None)
         warnings = self._warnings.pop(rid, [])
+        self._logprobs.pop(rid, None)
         tokens = self._tokens.pop(rid, [])
         if kind == "done":
             stats = value

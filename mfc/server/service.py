@@ -156,17 +156,26 @@ def require(
     insert: bool = False,
     tools: bool = False,
     think: Any = None,
-) -> None:
-    """Ollama's capability checks: a request may only use what the model's template supports."""
+    relax_thinking: bool = False,
+) -> bool | str | None:
+    """Ollama's capability checks: a request may only use what the model's template supports.
+
+    Returns the ``think`` value to use: as Ollama does, a model that can think thinks unless
+    told not to (None becomes True); ``think: true`` on one that cannot is a 400 — or, for
+    the Anthropic API (``relax_thinking``, which Claude Code always asks to think), None.
+    """
     caps = set(image.capabilities())
-    wanted = [
-        ("insert", insert, "suffix"),
-        ("tools", tools, "tools"),
-        ("thinking", think not in (None, False), "think"),
-    ]
+    wanted = [("insert", insert, "suffix"), ("tools", tools, "tools")]
     for cap, asked, param in wanted:
         if asked and cap not in caps:
             raise ApiError(400, f'"{name}" does not support {cap}', param=param)
+    if "thinking" in caps:
+        return True if think is None else think
+    if think not in (None, False):
+        if relax_thinking:
+            return None
+        raise ApiError(400, f'"{name}" does not support thinking', param="think")
+    return think
 
 
 def prepare_options(
@@ -327,11 +336,15 @@ def _final(done: Done) -> Final:
     )
 
 
-async def chat_job(state: ServerState, req: ol.ChatRequest, *, render: bool = True) -> Job:
+async def chat_job(
+    state: ServerState, req: ol.ChatRequest, *, render: bool = True, relax_thinking: bool = False
+) -> Job:
     """Check and render a chat request (Ollama's ChatHandler up to the runner call)."""
     alive = keep_alive(state, req.keep_alive)
     image = await open_model(state, req.model)
-    require(image, req.model, tools=bool(req.tools), think=req.think)
+    think = require(
+        image, req.model, tools=bool(req.tools), think=req.think, relax_thinking=relax_thinking
+    )
     prepared = prepare_options(state, image, req.options)
     gbnf = grammar(req.format)
     info = state.model_info(req.model, image)
@@ -347,7 +360,7 @@ async def chat_job(state: ServerState, req: ol.ChatRequest, *, render: bool = Tr
     prompt = ""
     if (req.messages or req.debug_render_only) and render:
         conv = Conversation(
-            [template_message(m) for m in req.messages], tools=tools or None, think=req.think
+            [template_message(m) for m in req.messages], tools=tools or None, think=think
         )
         prompt = await _build(image, conv)
     return Job(
@@ -361,7 +374,7 @@ async def chat_job(state: ServerState, req: ol.ChatRequest, *, render: bool = Tr
         template.text,
         grammar=gbnf,
         tools=tools or None,
-        think=req.think,
+        think=think,
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
     )
@@ -381,7 +394,7 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
     if req.raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
     image = await open_model(state, req.model)
-    require(image, req.model, insert=bool(req.suffix), think=req.think)
+    think = require(image, req.model, insert=bool(req.suffix), think=req.think)
     prepared = prepare_options(state, image, req.options)
     gbnf = grammar(req.format)
     info = state.model_info(req.model, image)
@@ -393,7 +406,7 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
     else:
         conv = Conversation(
             [{"role": "user", "content": req.prompt}],
-            think=req.think,
+            think=think,
             template_override=req.template or None,
             system_override=req.system or None,
             image_messages=False,
@@ -410,7 +423,7 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
         text,
         None if req.raw else template.text,
         grammar=gbnf,
-        think=req.think,
+        think=think,
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
         context=tuple(int(t) for t in req.context) if req.context else None,

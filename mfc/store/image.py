@@ -207,15 +207,19 @@ class ImageView:
 
     def capabilities(self) -> tuple[str, ...]:
         """Ollama's capability words this image has, from its template and layers."""
+        from mfc.template.features import template_supports_thinking, template_supports_tools
+
+        # The same functions decide how answers are parsed (mfc.runtime.output), so a model
+        # that says "tools" or "thinking" also gets its calls and thoughts split out.
         template = self.template if self.template is not None else self.gguf.chat_template or ""
         caps = ["completion"]
-        if ".Tools" in template or ("{%" in template and "tools" in template):
+        if template_supports_tools(template):
             caps.append("tools")
         if ".Suffix" in template:
             caps.append("insert")
         if self.projectors:
             caps.append("vision")
-        if ".Think" in template or "enable_thinking" in template:
+        if template_supports_thinking(template):
             caps.append("thinking")
         return tuple(caps)
 

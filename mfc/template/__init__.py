@@ -14,7 +14,13 @@ from mfc.template.errors import (
     TemplateRenderError,
     TemplateSyntaxError,
 )
-from mfc.template.render import check_template, detect_syntax, render_prompt, translate_go
+from mfc.template.render import (
+    check_template,
+    detect_syntax,
+    render_insert,
+    render_prompt,
+    translate_go,
+)
 
 __all__ = [
     "TemplateBudgetError",
@@ -27,6 +33,7 @@ __all__ = [
     "builtin_template",
     "check_template",
     "detect_syntax",
+    "render_insert",
     "render_prompt",
     "translate_go",
 ]

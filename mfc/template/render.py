@@ -451,3 +451,23 @@ def _render_prompt(
     if think is not None:
         context["enable_thinking"] = bool(think)
     return _run(compiled, context, origin)
+
+
+def render_insert(
+    template: str, *, prompt: str, suffix: str, think: bool | str | None = None, origin: str
+) -> str:
+    """The fill-in-the-middle prompt of /api/generate's ``suffix`` (Ollama's insert mode).
+
+    Ollama executes the template with only ``.Prompt`` and ``.Suffix`` (no messages, no
+    system); a model has the ``insert`` capability only when its Go template reads
+    ``.Suffix``, so a Jinja2 template never gets here through the API.
+    """
+    if detect_syntax(template) != "go":
+        raise TemplateRenderError(origin, "a suffix needs a Go template that uses .Suffix")
+    try:
+        program = _go_program(template)
+    except TemplateSyntaxError as exc:
+        raise TemplateRenderError(origin, exc.message, exc.line) from None
+    root = {"Prompt": prompt, "Suffix": suffix, "Response": "", **ollama._think_values(think)}
+    with budget(input_size=len(prompt) + len(suffix)):
+        return _run(program.full, {"root": root}, origin)

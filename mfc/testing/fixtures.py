@@ -19,7 +19,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from mfc.testing import counter
+from mfc.testing import chatmodels, counter
 from mfc.testing.counter import expected_continuation
 
 __all__ = [
@@ -41,6 +41,8 @@ NAMES: tuple[str, ...] = (
     "lora-other-arch.gguf",
     "truncated.gguf",
     "not-gguf.gguf",
+    "tools.gguf",
+    "think.gguf",
 )
 
 _QT = gguf.GGMLQuantizationType
@@ -147,8 +149,14 @@ def _counter(path: Path, qtype: _QT) -> None:
     w.add_add_space_prefix(False)
     w.add_chat_template(counter.CHAT_TEMPLATE)
 
+    _add_blocks(w, counter.token_embd(), counter.output_weight(), qtype)
+    write_gguf(w, path)
+
+
+def _add_blocks(w: gguf.GGUFWriter, embd: np.ndarray, output: np.ndarray, qtype: _QT) -> None:
+    """The counter's tensors around given embeddings and output projection."""
     d, ff = counter.N_EMBD, counter.N_FF
-    _add_tensor(w, "token_embd.weight", counter.token_embd(), qtype)
+    _add_tensor(w, "token_embd.weight", embd, qtype)
     for i in range(counter.N_LAYER):
         # Zero attention and FFN: each block adds nothing to the residual stream.
         _add_tensor(w, f"blk.{i}.attn_norm.weight", np.ones(d), qtype)
@@ -159,7 +167,42 @@ def _counter(path: Path, qtype: _QT) -> None:
         _add_tensor(w, f"blk.{i}.ffn_up.weight", np.zeros((ff, d)), qtype)
         _add_tensor(w, f"blk.{i}.ffn_down.weight", np.zeros((d, ff)), qtype)
     _add_tensor(w, "output_norm.weight", np.ones(d), qtype)
-    _add_tensor(w, "output.weight", counter.output_weight(), qtype)
+    _add_tensor(w, "output.weight", output, qtype)
+
+
+def _chat(path: Path, model: chatmodels.ChatModel) -> None:
+    """A `mfc.testing.chatmodels` design: the counter's shape, its own vocabulary, F16."""
+    v = chatmodels.vocab(model)
+    w = gguf.GGUFWriter(path=None, arch="llama")
+    w.add_type(gguf.GGUFType.MODEL)
+    w.add_name(model.name)
+    w.add_description(model.description)
+    w.add_license("MIT")
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    add_llama_hparams(
+        w,
+        n_vocab=len(v.tokens),
+        context_length=counter.CONTEXT_LENGTH,
+        n_embd=counter.N_EMBD,
+        n_layer=counter.N_LAYER,
+        n_ff=counter.N_FF,
+        n_head=counter.N_HEAD,
+        rms_eps=counter.RMS_EPS,
+    )
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(list(v.tokens))
+    w.add_token_scores(list(v.scores))
+    w.add_token_types(list(v.types))
+    w.add_unk_token_id(counter.UNK)
+    w.add_bos_token_id(counter.BOS)
+    w.add_eos_token_id(counter.EOS)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_add_space_prefix(False)
+    w.add_chat_template(model.chat_template)
+    _add_blocks(w, chatmodels.token_embd(model), chatmodels.output_weight(model), _QT.F16)
     write_gguf(w, path)
 
 
@@ -217,6 +260,8 @@ def generate(dest: Path) -> dict[str, Path]:
         "lora-other-arch.gguf": _other_arch_lora,
         "truncated.gguf": _truncated(paths["counter-f32.gguf"]),
         "not-gguf.gguf": _not_gguf,
+        "tools.gguf": lambda p: _chat(p, chatmodels.TOOLS),
+        "think.gguf": lambda p: _chat(p, chatmodels.THINK),
     }
     for name in NAMES:
         _atomic_write(paths[name], writers[name])

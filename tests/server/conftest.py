@@ -102,6 +102,11 @@ def served(
         "{{ range .Messages }}{{ .Content }}{{ end }}"
     )
     build_counter(store, fixture_models, "counter-tools", f'TEMPLATE """{tools_template}"""\n')
+    # Fill-in-the-middle (Ollama's `insert` capability): the template reads .Suffix.
+    insert_template = (
+        "{{ if .Suffix }}<PRE>{{ .Prompt }}<SUF>{{ .Suffix }}<MID>{{ else }}{{ .Prompt }}{{ end }}"
+    )
+    build_counter(store, fixture_models, "counter-insert", f'TEMPLATE """{insert_template}"""\n')
     server = start_server(tmp, store)
     try:
         yield server

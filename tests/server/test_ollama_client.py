@@ -65,6 +65,28 @@ def test_generate_context_continues(client: ollama.Client) -> None:
     assert again.done_reason == "load"
 
 
+def test_generate_suffix_renders_the_insert_template(client: ollama.Client) -> None:
+    """Ollama's insert mode: the template gets .Prompt and .Suffix; the counter continues
+    from the template's last character, `>` (so the answer starts at `?`)."""
+    r = client.generate(model="counter-insert", prompt="abc", suffix="xyz", options=GREEDY)
+    rendered = httpx.post(
+        client._client.base_url.join("/api/generate"),
+        json={
+            "model": "counter-insert",
+            "prompt": "abc",
+            "suffix": "xyz",
+            "_debug_render_only": True,
+        },
+    ).json()["_debug_info"]["rendered_template"]
+    assert rendered == "<PRE>abc<SUF>xyz<MID>"
+    assert r.response.startswith("?@ABC")
+    # A model whose template does not read .Suffix cannot insert.
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="counter", prompt="abc", suffix="xyz")
+    assert info.value.status_code == 400
+    assert info.value.error == '"counter" does not support insert'
+
+
 def test_chat(client: ollama.Client) -> None:
     r = client.chat(model="counter", messages=[{"role": "user", "content": "abc"}], options=GREEDY)
     assert r.message.role == "assistant"

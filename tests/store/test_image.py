@@ -153,3 +153,19 @@ def test_gguf_header_is_read_once_while_the_file_is_unchanged(
     path.write_bytes(fixture_models["counter-q8_0.gguf"].read_bytes())
     second = read_gguf_info([path])
     assert second is not first and second.file_type != first.file_type
+
+
+@pytest.mark.parametrize(
+    ("fixture", "caps"),
+    [("tools.gguf", ("completion", "tools")), ("think.gguf", ("completion", "thinking"))],
+)
+def test_capabilities_follow_what_the_template_shows(
+    fixture_models: dict[str, Path], fixture: str, caps: tuple[str, ...]
+) -> None:
+    """The words come from mfc.template.features, which also drives output parsing."""
+    from mfc.testing import chatmodels
+
+    view = image_of_gguf(fixture_models[fixture])
+    assert view.capabilities() == caps
+    go = chatmodels.TOOLS_TEMPLATE if fixture == "tools.gguf" else chatmodels.THINK_TEMPLATE
+    assert dataclasses.replace(view, template=go).capabilities() == caps
