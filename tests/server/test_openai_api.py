@@ -260,6 +260,22 @@ BAD = [
     ),
     (
         "/v1/chat/completions",
+        {
+            "model": "counter",
+            "messages": USER,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {"type": "object", "patternProperties": {"^a": {"type": "string"}}},
+                },
+            },
+        },
+        400,
+        "response_format",
+    ),
+    (
+        "/v1/chat/completions",
         {"model": "counter-tools", "messages": USER, "tools": [{"type": "function"}]},
         400,
         "tools",
