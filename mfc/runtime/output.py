@@ -149,6 +149,11 @@ class OutputParser:
         self._scanner = scanner
         self._finished = False
 
+    @property
+    def splits_thinking(self) -> bool:
+        """Whether this generation's text is split into thinking and content."""
+        return self._splitter is not None
+
     def feed(self, text: str) -> Parsed:
         """What became certain with this piece (possibly nothing)."""
         thinking, content = self._splitter.add(text) if self._splitter else ("", text)

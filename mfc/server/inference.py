@@ -9,7 +9,7 @@ sampling happen in the model's runner.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,7 +133,7 @@ async def generate(
     logprobs: bool = False,
     top_logprobs: int = 0,
     info: Mapping[str, Any] | None = None,
-) -> AsyncIterator[Piece | Done]:
+) -> AsyncGenerator[Piece | Done, None]:
     """Stream one generation. Closing the iterator cancels it in the runner."""
     start = time.perf_counter_ns()
     async with scheduler.use(name, prepared.spec, keep_alive, dict(info or {})) as model:

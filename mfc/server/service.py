@@ -29,7 +29,7 @@ from starlette.requests import Request
 
 from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.runtime.model import ModelImage
-from mfc.runtime.output import OutputParser, Parsed, output_parser
+from mfc.runtime.output import OutputParser, Parsed, output_parser, thinking_tags
 from mfc.runtime.prompt import choose_template
 from mfc.server import inference
 from mfc.server import ollama as ol
@@ -257,23 +257,100 @@ class Job:
         )
 
     async def events(self) -> AsyncGenerator[Event, None]:
-        """Stream the generation as deltas, then one ``Final``. Closing it cancels the request."""
+        """Stream the generation as deltas, then one ``Final``. Closing it cancels the request.
+
+        A ``format`` on a model that thinks is applied after the thinking, as Ollama does: a
+        grammar from the first token would forbid the thinking tags. The first pass runs
+        unconstrained until the answer starts; then the prompt plus the thinking (up to the
+        closing tag) is decoded again under the grammar, so only the answer is constrained.
+        """
         parser = self.parser() if self.parse_output and not self.raw else None
-        calls = 0
         prompt: str | list[int] = self.prompt
         if self.context:
             prompt = await self._tokens_with_context()
-        async for ev in inference.generate(
+        calls = 0
+        if self.grammar and parser is not None and parser.splits_thinking:
+            first: list[Event | _Resume] = []
+            async for ev in self._think_first(parser, prompt):
+                first.append(ev)
+                if isinstance(ev, Final):  # the answer ended within its thinking
+                    for item in first:
+                        assert not isinstance(item, _Resume)
+                        yield item
+                    return
+            raw = first.pop()
+            assert isinstance(raw, _Resume)
+            for item in first:
+                assert not isinstance(item, _Resume)
+                yield item
+            async for item in self._run(raw.prompt, self._answer_parser(), self.grammar, calls):
+                yield item
+            return
+        async for item in self._run(prompt, parser, self.grammar, calls):
+            yield item
+
+    def _answer_parser(self) -> OutputParser:
+        return output_parser(self.template, tools=self.tools, think=False, family=self.image.family)
+
+    async def _think_first(
+        self, parser: OutputParser, prompt: str | list[int]
+    ) -> AsyncGenerator[Event | _Resume, None]:
+        """The unconstrained first pass: thinking deltas, then a ``_Resume`` with the prompt
+        to constrain (or a ``Final`` if the generation ended first). Its cost is not in the
+        second pass's Final (it is cancelled, and reports none), as in Ollama."""
+        tags = thinking_tags(self.template)
+        closing = tags[1] if tags else ""
+        raw: list[str] = []
+        thought = False
+        gen = self._generate(prompt, None)
+        async with contextlib.aclosing(gen):
+            async for ev in gen:
+                if isinstance(ev, Done):
+                    rest = parser.finish()
+                    if rest.thinking or rest.content:
+                        yield Delta(rest.content, rest.thinking)
+                    yield _final(ev)
+                    return
+                raw.append(ev.text)
+                parsed = parser.feed(ev.text)
+                thought = thought or bool(parsed.thinking)
+                if parsed.thinking:
+                    yield Delta(thinking=parsed.thinking, logprobs=ev.logprobs)
+                if thought and (parsed.content or parsed.tool_calls):
+                    text = "".join(raw)
+                    cut = text.find(closing) if closing else -1
+                    if cut < 0:  # no closing tag in the text: constrain from here on
+                        cut = len(text) - len(parsed.content)
+                    else:
+                        cut += len(closing)
+                    base = prompt if isinstance(prompt, str) else ""
+                    yield _Resume(base + text[:cut])
+                    return
+        # the stream ended without a Done: the runner's error surfaces from _generate
+
+    def _generate(
+        self, prompt: str | list[int], grammar: str | None
+    ) -> AsyncGenerator[Piece | Done, None]:
+        return inference.generate(
             self.state.scheduler,
             self.name,
             self.prepared,
             prompt,
             keep_alive=self.keep_alive,
-            grammar=self.grammar,
+            grammar=grammar,
             logprobs=self.logprobs,
             top_logprobs=self.top_logprobs,
             info=self.info,
-        ):
+        )
+
+    async def _run(
+        self,
+        prompt: str | list[int],
+        parser: OutputParser | None,
+        grammar: str | None,
+        calls: int,
+    ) -> AsyncGenerator[Event, None]:
+        async for ev in self._generate(prompt, grammar):
             if isinstance(ev, Piece):
                 parsed = parser.feed(ev.text) if parser else Parsed(content=ev.text)
                 delta, calls = _delta(parsed, ev.logprobs, calls)
@@ -318,6 +395,13 @@ def _delta(
         calls += 1
     delta = Delta(parsed.content, parsed.thinking, tuple(tool_calls), logprobs)
     return delta, calls
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """The first pass of a thinking model's structured answer ended: constrain ``prompt``."""
+
+    prompt: str
 
 
 def _final(done: Done) -> Final:

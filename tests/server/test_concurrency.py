@@ -17,11 +17,9 @@ Each test is bounded in time (every HTTP call has a timeout; every wait has a de
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,24 +34,7 @@ import pytest
 from mfc.build import build_text
 from mfc.store import Store
 from mfc.testing import fixtures
-
-
-def _load_conftest() -> Any:
-    """This directory's conftest (no package here, and tests/conftest.py owns the name)."""
-    spec = importlib.util.spec_from_file_location(
-        "_server_conftest", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_conftest = _load_conftest()
-Server = _conftest.Server
-start_server = _conftest.start_server
-stop_server = _conftest.stop_server
+from mfc.testing.server import Server, start_server, stop_server
 
 ANSWER = "defghijklmnopqrstuvwxyz"
 GREEDY = {"temperature": 0, "seed": 1}

@@ -10,6 +10,7 @@ def test_all_is_sorted_and_complete() -> None:
     modules = {
         "builtin",
         "errors",
+        "features",
         "go_ast",
         "go_parse",
         "go_translate",
