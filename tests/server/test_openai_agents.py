@@ -11,10 +11,10 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import Server, start_server, stop_server
 
 from mfc.build import build_text
 from mfc.store import Store
+from mfc.testing.server import Server, start_server, stop_server
 
 TOOLS: Any = [
     {
