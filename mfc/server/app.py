@@ -22,6 +22,7 @@ from mfc.server import create as create_mod
 from mfc.server import ollama as ol
 from mfc.server import routes_anthropic
 from mfc.server import routes_ollama as api
+from mfc.server import routes_openai as v1
 from mfc.server.config import ServerConfig
 from mfc.server.guard import Guard
 from mfc.server.http import JSON, ApiError, error_response, read_body
@@ -32,10 +33,10 @@ from mfc.store import Store
 log = logging.getLogger("mfc.server")
 
 # The Ollama API level mfc implements, for clients that gate features on /api/version.
-# 0.13.4 added /v1/responses (OpenAI Responses API), which mfc does not serve yet, so mfc
-# reports the release before it: a client that needs that API (Codex) refuses up front
-# instead of failing later. docs/serve.md explains the mapping.
-OLLAMA_API_VERSION = "0.13.3"
+# /v1/responses (OpenAI's Responses API) first shipped in 0.13.3 and Codex requires 0.13.4
+# (its min_responses_version); 0.13.4 itself changed the Responses translation (tool calls
+# appended to the previous assistant message), which mfc follows. docs/serve.md explains.
+OLLAMA_API_VERSION = "0.13.4"
 
 
 def _mfc_version() -> str:
@@ -110,6 +111,14 @@ ROUTES = [
     Route("/api/push", api.not_implemented, methods=["POST"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/mfc/engines", api.engines, methods=["GET"]),
+    # OpenAI's API (pure translation in mfc.server.openai; docs/api.md)
+    Route("/v1/chat/completions", v1.chat_completions, methods=["POST"]),
+    Route("/v1/completions", v1.completions, methods=["POST"]),
+    Route("/v1/responses", v1.responses, methods=["POST"]),
+    Route("/v1/embeddings", v1.embeddings, methods=["POST"]),
+    Route("/v1/models", v1.models, methods=["GET"]),
+    Route("/v1/models/{model:path}", v1.model, methods=["GET"]),
+    # Anthropic's Messages API (pure translation in mfc.server.anthropic; docs/api.md)
     Route("/v1/messages", routes_anthropic.messages, methods=["POST"]),
     Route("/v1/messages/count_tokens", routes_anthropic.count_tokens, methods=["POST"]),
 ]

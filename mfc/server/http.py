@@ -1,10 +1,12 @@
-"""HTTP plumbing shared by every API dialect: bodies, errors, NDJSON streams.
+"""HTTP plumbing shared by every API dialect: bodies, errors, NDJSON and SSE streams.
 
 Rules the handlers rely on:
 - a body over ``max_body_bytes`` is 413 before it is parsed;
 - an ``ApiError`` raised before the first byte is a status + ``{"error": ...}``;
 - once a stream has started, an error is a final ``{"error": ...}`` line;
 - every stream line is one compact JSON object and ``\\n`` — never a blank line;
+- an SSE stream (the OpenAI and Anthropic dialects) is ``[event: name\\n]data: <json>\\n\\n``
+  per event; once it has started, an error is a last event the dialect chooses;
 - a client that goes away cancels the handler's work (the generator is closed,
   which cancels the runner request).
 """
@@ -93,6 +95,40 @@ def ndjson(
                 await lines.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+SseEvent = tuple[str | None, Any]  # (event name or None, a JSON value or a raw string)
+
+
+def sse_bytes(name: str | None, data: Any) -> bytes:
+    """One server-sent event: an ``event:`` line when named, a ``data:`` line, a blank line.
+    A ``str`` is sent as it is (``[DONE]``), anything else as compact JSON."""
+    payload = data.encode() if isinstance(data, str) else dumps(data)
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + payload + b"\n\n"
+
+
+def sse(
+    events: AsyncIterator[SseEvent], on_error: Callable[[Exception], list[SseEvent]]
+) -> StreamingResponse:
+    """Stream ``events`` as ``text/event-stream``; an exception mid-stream becomes the events
+    ``on_error`` returns (the dialect's error event), then the stream ends."""
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for name, data in events:
+                yield sse_bytes(name, data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for name, data in on_error(exc):
+                yield sse_bytes(name, data)
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
 
 async def first_or_error(lines: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
