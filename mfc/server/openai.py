@@ -596,11 +596,17 @@ def finish_reason(final: Final, called: bool) -> str:
     return "tool_calls" if reason == "stop" and called else reason
 
 
+def _reasoning(text: str) -> dict[str, str]:
+    """The thinking under both names clients read: Ollama's ``reasoning``, and
+    ``reasoning_content`` (DeepSeek's and vLLM's, which LiteLLM and LangChain read)."""
+    return {"reasoning": text, "reasoning_content": text}
+
+
 def chat_completion(id: str, model: str, created: int, got: Outcome) -> dict[str, Any]:
     """A non-streamed ``chat.completion`` (Ollama's ``ToChatCompletion``)."""
     message: dict[str, Any] = {"role": "assistant", "content": got.content}
     if got.thinking:
-        message["reasoning"] = got.thinking
+        message.update(_reasoning(got.thinking))
     if got.tool_calls:
         message["tool_calls"] = tool_calls(got.tool_calls)
     choice: dict[str, Any] = {
@@ -671,14 +677,14 @@ class ChatStream:
         self.called = self.called or bool(calls)
         lp = _logprobs(d.logprobs)
         if d.thinking and (d.content or calls):
-            reasoning = self._chunk({**role, "reasoning": d.thinking}, lp)
+            reasoning = self._chunk({**role, **_reasoning(d.thinking)}, lp)
             rest: dict[str, Any] = {"content": d.content}
             if calls:
                 rest["tool_calls"] = calls
             return [reasoning, self._chunk(rest)]
         out: dict[str, Any] = {**role, "content": d.content}
         if d.thinking:
-            out["reasoning"] = d.thinking
+            out.update(_reasoning(d.thinking))
         if calls:
             out["tool_calls"] = calls
         return [self._chunk(out, lp)]

@@ -126,6 +126,7 @@ def test_reasoning_is_split(client: openai.OpenAI) -> None:
     message = r.choices[0].message
     assert message.content == "abcdefghijklmnopqrstuvwxyz"
     assert getattr(message, "reasoning", None) == "I should count up."
+    assert getattr(message, "reasoning_content", None) == "I should count up."
     off = client.chat.completions.create(
         model="think", messages=ASK, temperature=0, reasoning_effort="none"
     )

@@ -315,6 +315,7 @@ def test_chat_completion_with_tool_calls_and_reasoning() -> None:
                     "role": "assistant",
                     "content": "",
                     "reasoning": "think",
+                    "reasoning_content": "think",
                     "tool_calls": [
                         {
                             "id": "call_abc12345",
@@ -343,8 +344,8 @@ def test_chat_stream_sequence() -> None:
     chunks += s.final(final())
     deltas = [c["choices"][0]["delta"] if c != "[DONE]" and c["choices"] else c for c in chunks]
     assert deltas == [
-        {"role": "assistant", "content": "", "reasoning": "a"},
-        {"reasoning": "b"},
+        {"role": "assistant", "content": "", "reasoning": "a", "reasoning_content": "a"},
+        {"reasoning": "b", "reasoning_content": "b"},
         {"content": "c"},
         {"content": "", "tool_calls": oa.tool_calls([CALL])},
         {},
