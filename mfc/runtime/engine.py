@@ -1030,6 +1030,7 @@ class Engine:
                     eval_count=slot.generated,
                     eval_duration=end - first,
                     done_reason=why,
+                    stop_sequence=slot.stream.matched if why == "stop" else "",
                 ),
             ),
         )

@@ -19,6 +19,7 @@ class Stats:
     eval_count: int  # generated tokens
     eval_duration: int  # ns
     done_reason: str = "stop"  # "stop" | "length" | "cancel"
+    stop_sequence: str = ""  # the stop string that ended the answer ("" for the end token)
 
     @property
     def prompt_eval_rate(self) -> float:

@@ -34,6 +34,7 @@ class TextStream:
 
     stops: Sequence[str] = ()
     stopped: bool = False
+    matched: str = ""  # the stop string that ended the text (Anthropic reports which)
     _pending: str = ""
     _decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -58,8 +59,11 @@ class TextStream:
         return text
 
     def _first_stop(self, text: str) -> int | None:
-        hits = [i for i in (text.find(s) for s in self.stops if s) if i >= 0]
-        return min(hits) if hits else None
+        hits = [(i, s) for s in self.stops if s for i in (text.find(s),) if i >= 0]
+        if not hits:
+            return None
+        cut, self.matched = min(hits, key=lambda hit: hit[0])
+        return cut
 
     def _release(self, text: str) -> str:
         cut = self._first_stop(text)

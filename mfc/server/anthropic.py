@@ -15,8 +15,9 @@ What mfc means by each field is what Ollama means (``anthropic/anthropic.go``):
   true/false, otherwise ``output_config.effort`` picks a level; ``budget_tokens``,
   ``tool_choice`` and ``metadata`` are accepted and ignored;
 - ``stop_reason`` is ``tool_use`` when the answer calls a tool, else ``end_turn`` for
-  Ollama's ``stop`` and ``max_tokens`` for ``length``. Ollama cannot tell a stop sequence
-  from the end of the turn (both are ``stop``), so ``stop_sequence`` is never reported.
+  Ollama's ``stop``, ``max_tokens`` for ``length``, and ``stop_sequence`` (with the string in
+  ``stop_sequence``) when one of ``stop_sequences`` ended the answer — the engine reports
+  which one matched; Ollama cannot tell a stop sequence from the end of the turn.
 
 Where mfc differs, it says so with a 400: a server tool (``web_search_*``: Ollama runs the
 search on ollama.com) and an image whose source is not base64.
@@ -457,12 +458,14 @@ class Call(Protocol):
     def arguments(self) -> Mapping[str, Any]: ...
 
 
-def stop_reason(done_reason: str, has_tool_calls: bool) -> str | None:
-    """Ollama's ``mapStopReason``."""
+def stop_reason(done_reason: str, has_tool_calls: bool, stop_sequence: str = "") -> str | None:
+    """Ollama's ``mapStopReason``, and ``stop_sequence`` when one of the request's stop
+    strings ended the answer (Ollama cannot tell it from the end of the turn; mfc's engine
+    reports which string matched)."""
     if has_tool_calls:
         return "tool_use"
     if done_reason == "stop":
-        return "end_turn"
+        return "stop_sequence" if stop_sequence else "end_turn"
     if done_reason == "length":
         return "max_tokens"
     return "stop_sequence" if done_reason else None
@@ -491,6 +494,7 @@ def messages_response(
     done_reason: str,
     input_tokens: int,
     output_tokens: int,
+    stop_sequence: str = "",
 ) -> dict[str, Any]:
     """Ollama's ``ToMessagesResponse``: blocks in the order thinking, text, tool_use.
 
@@ -509,8 +513,8 @@ def messages_response(
         "role": "assistant",
         "model": model,
         "content": blocks,
-        "stop_reason": stop_reason(done_reason, bool(tool_calls)),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(done_reason, bool(tool_calls), stop_sequence),
+        "stop_sequence": stop_sequence if stop_sequence and not tool_calls else None,
         "usage": _usage(input_tokens, output_tokens),
     }
 
@@ -615,11 +619,17 @@ class StreamConverter:
             self._calls += 1
         return out
 
-    def final(self, done_reason: str, input_tokens: int, output_tokens: int) -> list[Event]:
+    def final(
+        self, done_reason: str, input_tokens: int, output_tokens: int, stop_sequence: str = ""
+    ) -> list[Event]:
         """Close the open block; ``message_delta`` with the stop reason and usage; the end."""
         out = list(self._start())
         out.extend(self._close())
-        delta = {"stop_reason": stop_reason(done_reason, self._calls > 0), "stop_sequence": None}
+        called = self._calls > 0
+        delta = {
+            "stop_reason": stop_reason(done_reason, called, stop_sequence),
+            "stop_sequence": stop_sequence if stop_sequence and not called else None,
+        }
         out.append(
             (
                 "message_delta",

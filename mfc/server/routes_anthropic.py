@@ -96,6 +96,7 @@ async def _messages(request: Request, rid: str) -> Response:
             thinking=got.thinking,
             tool_calls=got.tool_calls,
             done_reason=got.final.done_reason,
+            stop_sequence=got.final.stop_sequence,
             input_tokens=got.final.metrics.prompt_eval_count,
             output_tokens=got.final.metrics.eval_count,
         )
@@ -113,7 +114,9 @@ async def _stream(request: Request, job: Job, req: an.MessagesRequest, msg_id: s
                     out = converter.delta(ev.content, ev.thinking, ev.tool_calls)
                 else:
                     m = ev.metrics
-                    out = converter.final(ev.done_reason, m.prompt_eval_count, m.eval_count)
+                    out = converter.final(
+                        ev.done_reason, m.prompt_eval_count, m.eval_count, ev.stop_sequence
+                    )
                 for name, data in out:
                     yield an.sse_event(name, data)
         except asyncio.CancelledError:

@@ -197,6 +197,7 @@ class Runner:
                     "eval_count": stats.eval_count,
                     "eval_duration": stats.eval_duration,
                     "done_reason": stats.done_reason,
+                    "stop_sequence": stats.stop_sequence,
                 },
                 "tokens": list(tokens),
                 "warnings": warnings,

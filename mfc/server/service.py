@@ -74,6 +74,7 @@ class Final:
     metrics: ol.Metrics
     context: tuple[int, ...] = ()  # prompt + answer tokens (/api/generate's ``context``)
     warnings: tuple[str, ...] = ()
+    stop_sequence: str = ""  # the stop string that ended a "stop" answer ("" for end of turn)
 
 
 Event = Delta | Final
@@ -420,7 +421,11 @@ def _final(done: Done) -> Final:
         eval_duration=int(s.get("eval_duration", 0)),
     )
     return Final(
-        "stop" if reason == "cancel" else reason, metrics, done.tokens, tuple(done.warnings)
+        "stop" if reason == "cancel" else reason,
+        metrics,
+        done.tokens,
+        tuple(done.warnings),
+        str(s.get("stop_sequence") or ""),
     )
 
 

@@ -76,3 +76,26 @@ def test_no_stops_streams_everything(stops: list[str]) -> None:
     stream = TextStream(stops)
     assert stream.feed(b"abc") == "abc"
     assert stream.finish() == ""
+
+
+@given(
+    text=st.text(alphabet="abc<|>", max_size=30),
+    stops=st.lists(st.text(alphabet="ab<|>", min_size=1, max_size=3), max_size=3),
+    cuts=st.lists(st.integers(min_value=0, max_value=100), max_size=8),
+)
+def test_matched_is_a_stop_string_that_ends_where_the_text_was_cut(
+    text: str, stops: list[str], cuts: list[int]
+) -> None:
+    """`matched` names the stop string found at the cut (Anthropic's `stop_sequence`)."""
+    stream = TextStream(stops)
+    out = ""
+    for piece in split(text.encode(), cuts):
+        out += stream.feed(piece)
+        if stream.stopped:
+            break
+    out += stream.finish()
+    if stream.stopped:
+        assert stream.matched in stops
+        assert text[len(out) :].startswith(stream.matched)
+    else:
+        assert stream.matched == ""

@@ -356,6 +356,11 @@ def test_stop_reason(reason: str, calls: bool, want: str | None) -> None:
     assert an.stop_reason(reason, calls) == want
 
 
+def test_stop_reason_names_the_matched_stop_sequence() -> None:
+    assert an.stop_reason("stop", False, "END") == "stop_sequence"
+    assert an.stop_reason("stop", True, "END") == "tool_use"
+
+
 def test_messages_response_parses_as_the_sdks_message() -> None:
     body = an.messages_response(
         "msg_1",

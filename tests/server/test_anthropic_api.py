@@ -110,12 +110,16 @@ def test_max_tokens_and_stop_sequences(served: Any) -> None:
     r = post(served, ask(max_tokens=3)).json()
     assert r["content"][0]["text"] == "def"
     assert r["stop_reason"] == "max_tokens"
-    # Ollama cannot tell a stop sequence from the end of the turn: both are end_turn.
-    r = post(served, ask(stop_sequences=["h"])).json()
+    # The engine says which stop string ended the answer (Ollama cannot: end_turn there).
+    r = post(served, ask(stop_sequences=["xyz", "h"])).json()
     assert r["content"][0]["text"] == "defg"
-    assert r["stop_reason"] == "end_turn" and r["stop_sequence"] is None
+    assert r["stop_reason"] == "stop_sequence" and r["stop_sequence"] == "h"
+    got = events(post(served, ask(stop_sequences=["h"], stream=True)))
+    assert got[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "h"}
     got = events(post(served, ask(max_tokens=2, stream=True)))
     assert got[-2][1]["delta"]["stop_reason"] == "max_tokens"
+    r = post(served, ask()).json()  # the end of the turn
+    assert r["stop_reason"] == "end_turn" and r["stop_sequence"] is None
 
 
 def test_system_string_and_blocks(served: Any) -> None:

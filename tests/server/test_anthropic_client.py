@@ -52,7 +52,7 @@ def test_create_max_tokens_and_stop_sequences(client: anthropic.Anthropic) -> No
         metadata={"user_id": "someone"},
     )
     assert msg.content[0].text == "defghij"  # type: ignore[union-attr]
-    assert msg.stop_reason == "end_turn"
+    assert msg.stop_reason == "stop_sequence" and msg.stop_sequence == "k"
 
 
 def test_stream_text_and_final_message(client: anthropic.Anthropic) -> None:
