@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -48,7 +49,8 @@ def test_tour_commands_run_as_written(tmp_path: Path) -> None:
 
 
 def test_serving_block_runs_as_written(tmp_path: Path) -> None:
-    """`mfc serve &`, the curl line, `mfc ps`, `mfc stop` — on a free port instead of 11434."""
+    """`mfc serve &`, the curl lines (native, OpenAI, Anthropic), `mfc ps`, `mfc stop` — on a
+    free port instead of 11434."""
     import socket
     import time
 
@@ -77,7 +79,8 @@ def test_serving_block_runs_as_written(tmp_path: Path) -> None:
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
                 time.sleep(0.1)
-        outputs = {}
+        outputs: dict[str, str] = {}
+        curls: list[str] = []
         for command in commands[1:]:
             command = command.replace("11434", str(port))
             argv = (
@@ -87,8 +90,14 @@ def test_serving_block_runs_as_written(tmp_path: Path) -> None:
                 argv, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=120
             )
             assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
-            outputs[command.split()[0] if command.startswith("curl") else command] = result.stdout
-        assert '"response":"defghijklmnopqrstuvwxyz"' in outputs["curl"]
+            if command.startswith("curl "):
+                curls.append(result.stdout)
+            else:
+                outputs[command] = result.stdout
+        native, openai_chat, anthropic_message = (json.loads(out) for out in curls)
+        assert native["response"] == "defghijklmnopqrstuvwxyz"
+        assert openai_chat["choices"][0]["message"]["content"] == "defghijklmnopqrstuvwxyz"
+        assert anthropic_message["content"][0]["text"] == "defghijklmnopqrstuvwxyz"
         assert "counter" in outputs["mfc ps"]
     finally:
         server.terminate()
