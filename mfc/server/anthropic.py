@@ -55,7 +55,6 @@ __all__ = [
     "messages_request",
     "messages_response",
     "request_id",
-    "sse_event",
     "stop_reason",
 ]
 
@@ -520,11 +519,6 @@ def messages_response(
 
 
 # --- streaming ----------------------------------------------------------------------------------
-
-
-def sse_event(event: str, data: Mapping[str, Any]) -> bytes:
-    """One server-sent event: ``event: <type>``, ``data: <compact JSON>``, a blank line."""
-    return f"event: {event}\ndata: {_compact(data)}\n\n".encode()
 
 
 Event = tuple[str, dict[str, Any]]

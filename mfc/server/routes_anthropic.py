@@ -10,18 +10,17 @@ the status the service chose; once a stream has begun, an ``error`` event ends i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from mfc.server import anthropic as an
 from mfc.server import ollama as ol
 from mfc.server import service
-from mfc.server.http import JSON, ApiError, read_body
+from mfc.server.http import JSON, ApiError, SseEvent, read_body, sse
 from mfc.server.service import Delta, Job
 from mfc.server.state import ServerState
 
@@ -107,7 +106,7 @@ async def _stream(request: Request, job: Job, req: an.MessagesRequest, msg_id: s
     events = await service.stream(request, job)
     converter = an.StreamConverter(msg_id, req.model, an.estimate_tokens(req))
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[SseEvent]:
         try:
             async for ev in events:
                 if isinstance(ev, Delta):
@@ -117,20 +116,17 @@ async def _stream(request: Request, job: Job, req: an.MessagesRequest, msg_id: s
                     out = converter.final(
                         ev.done_reason, m.prompt_eval_count, m.eval_count, ev.stop_sequence
                     )
-                for name, data in out:
-                    yield an.sse_event(name, data)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            status = exc.status if isinstance(exc, ApiError) else 500
-            yield an.sse_event(*converter.error(status, service.error_text(exc)))
+                for item in out:
+                    yield item
         finally:
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(
-        body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    def on_error(exc: Exception) -> list[SseEvent]:
+        status = exc.status if isinstance(exc, ApiError) else 500
+        return [converter.error(status, service.error_text(exc))]
+
+    return sse(body(), on_error)
 
 
 async def _count_tokens(request: Request, rid: str) -> Response:

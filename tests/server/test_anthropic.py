@@ -538,10 +538,13 @@ def test_error_event() -> None:
 
 
 def test_sse_framing() -> None:
-    assert an.sse_event("message_stop", {"type": "message_stop"}) == (
+    """Anthropic's events go through the one SSE writer (mfc.server.http, shared with /v1)."""
+    from mfc.server.http import sse_bytes
+
+    assert sse_bytes("message_stop", {"type": "message_stop"}) == (
         b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     )
-    assert an.sse_event("x", {"t": "é\n"}) == 'event: x\ndata: {"t":"é\\n"}\n\n'.encode()
+    assert sse_bytes("x", {"t": "é\n"}) == 'event: x\ndata: {"t":"é\\n"}\n\n'.encode()
 
 
 # --- the token estimate -------------------------------------------------------------------------
