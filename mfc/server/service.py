@@ -274,7 +274,7 @@ class Job:
         if self.context:
             prompt = await self._tokens_with_context()
         calls = 0
-        if self.grammar and parser is not None and parser.splits_thinking:
+        if self.grammar and parser is not None and parser.splits_thinking and not self.context:
             first: list[Event | _Resume] = []
             async for ev in self._think_first(parser, prompt):
                 first.append(ev)
@@ -328,8 +328,8 @@ class Job:
                         cut = len(text) - len(parsed.content)
                     else:
                         cut += len(closing)
-                    base = prompt if isinstance(prompt, str) else ""
-                    yield _Resume(base + text[:cut])
+                    assert isinstance(prompt, str)  # no two passes over a token context
+                    yield _Resume(prompt + text[:cut])
                     return
         # the stream ended without a Done: the runner's error surfaces from _generate
 
