@@ -193,3 +193,32 @@ def test_responses_stream(client: openai.OpenAI) -> None:
     with client.responses.stream(model="counter", input="wx", temperature=0) as stream:
         final = stream.get_final_response()
     assert final.output_text == "yz"
+
+
+def test_chat_logprobs_live(client: openai.OpenAI) -> None:
+    """Per-token log-probabilities from the runner, in OpenAI's shape (the SDK parses them)."""
+    r = client.chat.completions.create(
+        model="counter", messages=USER, temperature=0, max_tokens=3, logprobs=True, top_logprobs=2
+    )
+    content = r.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and [t.token for t in content] == ["d", "e", "f"]
+    for t in content:
+        assert t.logprob <= 0 and t.bytes == list(t.token.encode())
+        assert t.top_logprobs[0].token == t.token
+        assert len(t.top_logprobs) == 2
+        assert t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob
+    streamed = client.chat.completions.create(
+        model="counter",
+        messages=USER,
+        temperature=0,
+        max_tokens=3,
+        logprobs=True,
+        stream=True,
+    )
+    tokens = [
+        t.token
+        for c in streamed
+        if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content
+        for t in c.choices[0].logprobs.content
+    ]
+    assert tokens == ["d", "e", "f"]
