@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MFC := $(VENV)/bin/mfc
 
-.PHONY: demo test llama install install-test lint fmt fixtures registry-cache bench clean
+.PHONY: demo test llama install install-test registry-tools lint fmt fixtures registry-cache bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ $(VENV)/.mfc-test-installed: pyproject.toml $(VENV)/.mfc-installed
 # kernels the OS cannot run (the AMX trap) fails here, at install time, not on a user's first model.
 install: llama $(VENV)/.mfc-installed
 	$(PY) -m mfc.testing.smoke
-install-test: install $(VENV)/.mfc-test-installed
+# The registry tests need docker-registry and skopeo (apt; see the script for when they skip).
+registry-tools:
+	tools/install_registry_tools.sh
+
+install-test: install registry-tools $(VENV)/.mfc-test-installed
 
 # Build the bundled example (its base model comes from registry_cache/, offline) and run a prompt.
 demo: install
