@@ -404,3 +404,22 @@ def auth_for(
 ) -> RegistryAuth:
     """The ``httpx.Auth`` for one registry host, with credentials looked up lazily."""
     return RegistryAuth(host, lambda: credentials_for(host, env=env, run=run), insecure=insecure)
+
+
+def check_login(host: str, creds: Credentials, *, insecure: bool = False) -> None:
+    """Prove ``creds`` against ``host``'s ``/v2/`` (as ``docker login`` does) before saving.
+
+    Raises ``UnauthorizedError`` ("wrong credentials for HOST") or ``RegistryError``.
+    """
+    from mfc.registry.client import RegistryClient
+
+    auth = RegistryAuth(host, lambda: creds, insecure=insecure)
+    try:
+        with RegistryClient(host, insecure, auth) as client:
+            r = client.http.get("/v2/")
+    except httpx.TransportError as exc:
+        raise RegistryError(f"cannot reach {host}: {type(exc).__name__}: {exc}") from None
+    if r.status_code == 401:  # no challenge we could answer
+        raise UnauthorizedError(f"unauthorized: {host} refused the login")
+    if r.status_code != 200:
+        raise RegistryError(f"{host} is not a registry: GET /v2/ answered {r.status_code}")
