@@ -10,6 +10,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -90,7 +91,7 @@ def test_home_docker_config_is_the_default(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def helper_run(tmp_path: Path) -> Iterator[tuple[functools.partial[object], Path]]:
+def helper_run(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
     """A real `docker-credential-fake` on a private PATH, keeping its store in a JSON file."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -125,21 +126,21 @@ elif action == "erase":
     yield functools.partial(subprocess.run, env=env), store
 
 
-def test_credential_helpers(tmp_path: Path, helper_run: tuple[object, Path]) -> None:
+def test_credential_helpers(tmp_path: Path, helper_run: tuple[Any, Path]) -> None:
     run, helper_store = helper_run
     env = {"DOCKER_CONFIG": str(tmp_path / "cfg")}
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "config.json").write_text(
         json.dumps({"credHelpers": {"h.example": "fake"}})
     )
-    assert credentials_for("h.example", env=env, run=run) is None  # type: ignore[arg-type]
-    where = save_credentials("h.example", Credentials("u", SECRET), env=env, run=run)  # type: ignore[arg-type]
+    assert credentials_for("h.example", env=env, run=run) is None
+    where = save_credentials("h.example", Credentials("u", SECRET), env=env, run=run)
     assert where == "docker-credential-fake"
     assert SECRET not in (tmp_path / "cfg" / "config.json").read_text()
-    creds = credentials_for("h.example", env=env, run=run)  # type: ignore[arg-type]
+    creds = credentials_for("h.example", env=env, run=run)
     assert creds == Credentials("u", SECRET, "docker-credential-fake")
-    assert remove_credentials("h.example", env=env, run=run)  # type: ignore[arg-type]
-    assert credentials_for("h.example", env=env, run=run) is None  # type: ignore[arg-type]
+    assert remove_credentials("h.example", env=env, run=run)
+    assert credentials_for("h.example", env=env, run=run) is None
     assert json.loads(helper_store.read_text()) == {}
 
 

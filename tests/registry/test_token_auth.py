@@ -51,9 +51,9 @@ def test_push_and_pull_with_tokens(
     store.copy("counter", name)
     env = {"DOCKER_CONFIG": str(tmp_path)}
     # Anonymous: the token server grants pull only, so the upload is refused.
-    with pytest.raises(UnauthorizedError, match=f"run `mfc login {host}`"):
-        with RegistryClient(host, auth=auth_for(host, env=env)) as c:
-            push(store, name, client=c)
+    anonymous = RegistryClient(host, auth=auth_for(host, env=env))
+    with pytest.raises(UnauthorizedError, match=f"run `mfc login {host}`"), anonymous as c:
+        push(store, name, client=c)
     save_credentials(host, Credentials("bob", SECRET), env=env)
     server.requests.clear()
     auth = auth_for(host, env=env)
@@ -90,7 +90,7 @@ def test_wrong_password_at_the_token_server(
     save_credentials(registry.host, Credentials("bob", "not-it"), env=env)
     name = f"{registry.host}/bob/wrong:latest"
     store.copy("counter", name)
-    with pytest.raises(UnauthorizedError, match="wrong credentials") as info:
-        with RegistryClient(registry.host, auth=auth_for(registry.host, env=env)) as c:
-            push(store, name, client=c)
+    client = RegistryClient(registry.host, auth=auth_for(registry.host, env=env))
+    with pytest.raises(UnauthorizedError, match="wrong credentials") as info, client as c:
+        push(store, name, client=c)
     assert "not-it" not in str(info.value)
