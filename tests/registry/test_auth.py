@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import pytest
 
 from mfc.registry.auth import (
@@ -30,9 +29,8 @@ from mfc.registry.push import push
 from mfc.store import Store
 from mfc.testing import registry as reg
 
+from .conftest import BASIC_PASSWORD as SECRET
 from .helpers import counter_store, registry_manifest
-
-SECRET = "s3cret-Pa55"
 
 
 def test_parse_challenge() -> None:
@@ -145,21 +143,6 @@ def test_credential_helpers(tmp_path: Path, helper_run: tuple[Any, Path]) -> Non
 
 
 # -- a registry with htpasswd (basic auth) ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[reg.Registry]:
-    if not reg.available():
-        pytest.skip(f"{reg.BINARY} is not installed: {reg.INSTALL_HINT}")
-    tmp = tmp_path_factory.mktemp("basic-registry")
-    htpasswd = tmp / "htpasswd"
-    hashed = bcrypt.hashpw(SECRET.encode(), bcrypt.gensalt(rounds=4)).decode()
-    htpasswd.write_text(f"alice:{hashed}\n")
-    r = reg.start_registry(tmp, htpasswd=htpasswd)
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 @pytest.fixture(scope="module")
