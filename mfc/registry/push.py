@@ -32,10 +32,25 @@ from mfc.registry.client import RegistryClient, RegistryError, auth_for
 from mfc.registry.progress import LayerProgress, Progress, Status, silent
 from mfc.store import Store
 from mfc.store.manifest import Descriptor, Manifest, sha256_digest
-from mfc.store.names import ModelName, parse_name
+from mfc.store.names import DEFAULT_HOST, ModelName, parse_name
 
 DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024  # one PATCH; bounded memory, few round trips
 _SEND_SLICE = 1024 * 1024  # progress granularity inside a chunk
+
+
+class UnsupportedRegistryError(RegistryError):
+    """A registry mfc cannot push to: Ollama's own (its uploads need Ollama's key scheme)."""
+
+
+def check_pushable(name: ModelName) -> None:
+    """Refuse ``registry.ollama.ai`` before any network I/O: it accepts uploads only with
+    requests signed by an Ollama account key, which mfc does not implement."""
+    if name.host.lower() == DEFAULT_HOST:
+        raise UnsupportedRegistryError(
+            f"cannot push {name.display} to {DEFAULT_HOST}: its uploads need Ollama's"
+            " key-signature scheme, which mfc does not implement; name the model for another"
+            f" registry, e.g. `mfc cp {name.display} HOST/{name.namespace}/{name.model}:{name.tag}`"
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ def push(
     """Push ``name`` from ``store`` to the registry its host names."""
     progress(Status("retrieving manifest"))
     n = store.resolve(parse_name(name) if isinstance(name, str) else name)
+    check_pushable(n)
     manifest = store.read_manifest(n)
     data = manifest.to_bytes()
     own = client is None

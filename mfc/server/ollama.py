@@ -1466,11 +1466,11 @@ _ROUTES: tuple[_Route, ...] = (
     _Route(
         "/api/push",
         ("post",),
-        "push a model (501 until the registry lands)",
+        "push a model to the registry its name names (docs/registry.md)",
         PushRequest,
         ProgressResponse,
         True,
-        (400, 501),
+        (400, 401, 404, 502),
     ),
 )
 
