@@ -1512,9 +1512,11 @@ def _operation(route: _Route, method: str) -> dict[str, Any]:
 
 _STATUS_TEXT = {
     400: "bad request",
+    401: "the registry refused the credentials (mfc login)",
     404: "model not found",
     500: "internal error",
     501: "not implemented",
+    502: "the registry failed the request",
     503: "server busy (queue full)",
 }
 
