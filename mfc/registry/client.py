@@ -25,6 +25,13 @@ def scheme_for(host: str, insecure: bool = False) -> str:
     return "http" if insecure or name in LOOPBACK else "https"
 
 
+def auth_for(host: str, *, insecure: bool = False) -> httpx.Auth | None:
+    """The ``httpx.Auth`` answering ``host``'s challenges (``mfc.registry.auth``)."""
+    from mfc.registry.auth import auth_for as _auth_for  # auth imports RegistryError from here
+
+    return _auth_for(host, insecure=insecure)
+
+
 @dataclass
 class RegistryClient:
     """Requests to one registry: ``base`` is ``scheme://host``; paths start with ``/v2/``."""

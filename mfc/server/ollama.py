@@ -1466,11 +1466,11 @@ _ROUTES: tuple[_Route, ...] = (
     _Route(
         "/api/push",
         ("post",),
-        "push a model (501 until the registry lands)",
+        "push a model to the registry its name names (docs/registry.md)",
         PushRequest,
         ProgressResponse,
         True,
-        (400, 501),
+        (400, 401, 404, 502),
     ),
 )
 
@@ -1512,9 +1512,11 @@ def _operation(route: _Route, method: str) -> dict[str, Any]:
 
 _STATUS_TEXT = {
     400: "bad request",
+    401: "the registry refused the credentials (mfc login)",
     404: "model not found",
     500: "internal error",
     501: "not implemented",
+    502: "the registry failed the request",
     503: "server busy (queue full)",
 }
 
