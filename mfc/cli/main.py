@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("mfc.cli.store_cmds", "verify", "Re-hash blobs and report corruption."),
     "save": ("mfc.cli.store_cmds", "save", "Save models as an OCI image layout."),
     "load": ("mfc.cli.store_cmds", "load", "Load models from an OCI image layout tarball."),
+    "pull": ("mfc.cli.pull_cmds", "pull", "Pull a model from a registry."),
     "run": ("mfc.cli.run_cmds", "run", "Run a model: one prompt, or an interactive chat."),
     "template": ("mfc.cli.run_cmds", "template", "Inspect prompt templates."),
     "serve": ("mfc.cli.serve_cmds", "serve", "Serve Ollama's HTTP API (127.0.0.1:11434)."),

@@ -1457,11 +1457,11 @@ _ROUTES: tuple[_Route, ...] = (
     _Route(
         "/api/pull",
         ("post",),
-        "pull a model (501 until the registry lands)",
+        "pull a model from a registry (streams progress objects)",
         PullRequest,
         ProgressResponse,
         True,
-        (400, 501),
+        (400, 500),
     ),
     _Route(
         "/api/push",
