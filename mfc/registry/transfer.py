@@ -233,6 +233,8 @@ def download(
                 " registry serves wrong content; the partial download was deleted, pull again"
             )
         partial.promote(p, blob_path)
+        # Safe to drop while held: whoever locks the old or a new file next finds the blob.
+        p.lock.unlink(missing_ok=True)
     return Blob(desc.digest, desc.size)
 
 
