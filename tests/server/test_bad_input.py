@@ -264,8 +264,14 @@ def test_unknown_path_is_404(client: httpx.Client) -> None:
         assert r.text == "404 page not found"
 
 
-def test_pull_is_501_with_a_reason(client: httpx.Client) -> None:
-    assert "not implemented" in error_of(post(client, "/api/pull", {"model": "x"}), 501)
+def test_push_is_501_with_a_reason(client: httpx.Client) -> None:
+    # /api/pull is implemented now (tests/registry, tests/server/test_agent_codex.py); push is
+    # still a 501 until its half of the registry work lands.
+    assert "not implemented" in error_of(post(client, "/api/push", {"model": "x"}), 501)
+
+
+def test_pull_of_a_bad_name_is_a_400(client: httpx.Client) -> None:
+    assert "invalid model name" in error_of(post(client, "/api/pull", {"model": "../x"}), 400)
 
 
 # --- templates ---------------------------------------------------------------------------------
