@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("mfc.cli.store_cmds", "verify", "Re-hash blobs and report corruption."),
     "save": ("mfc.cli.store_cmds", "save", "Save models as an OCI image layout."),
     "load": ("mfc.cli.store_cmds", "load", "Load models from an OCI image layout tarball."),
+    "pull": ("mfc.cli.pull_cmds", "pull", "Pull a model from a registry."),
     "push": ("mfc.cli.registry_cmds", "push", "Push a model to a registry."),
     "login": ("mfc.cli.registry_cmds", "login", "Log in to a registry."),
     "logout": ("mfc.cli.registry_cmds", "logout", "Log out from a registry."),

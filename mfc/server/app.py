@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from mfc.server import create as create_mod
 from mfc.server import ollama as ol
-from mfc.server import push_route, routes_anthropic
+from mfc.server import push_route, routes_anthropic, routes_pull
 from mfc.server import routes_ollama as api
 from mfc.server import routes_openai as v1
 from mfc.server.config import ServerConfig
@@ -107,7 +107,7 @@ ROUTES = [
     Route("/api/blobs/{digest}", blob, methods=["HEAD", "POST"]),
     Route("/api/embed", api.embed, methods=["POST"]),
     Route("/api/embeddings", api.embeddings, methods=["POST"]),
-    Route("/api/pull", api.not_implemented, methods=["POST"]),
+    Route("/api/pull", routes_pull.pull, methods=["POST"]),
     Route("/api/push", push_route.push, methods=["POST"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/mfc/engines", api.engines, methods=["GET"]),

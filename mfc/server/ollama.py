@@ -1457,11 +1457,11 @@ _ROUTES: tuple[_Route, ...] = (
     _Route(
         "/api/pull",
         ("post",),
-        "pull a model (501 until the registry lands)",
+        "pull a model from a registry (streams progress objects)",
         PullRequest,
         ProgressResponse,
         True,
-        (400, 501),
+        (400, 500),
     ),
     _Route(
         "/api/push",
@@ -1515,7 +1515,6 @@ _STATUS_TEXT = {
     401: "the registry refused the credentials (mfc login)",
     404: "model not found",
     500: "internal error",
-    501: "not implemented",
     502: "the registry failed the request",
     503: "server busy (queue full)",
 }

@@ -260,12 +260,3 @@ async def delete(request: Request) -> Response:
     if not state.config.noprune:
         await asyncio.to_thread(state.prune)
     return Response(status_code=200)
-
-
-async def not_implemented(request: Request) -> Response:
-    what = request.url.path.rsplit("/", 1)[-1]
-    raise ApiError(
-        501,
-        f"/api/{what} is not implemented yet: registries come with a later mfc release; "
-        "meanwhile use `mfc save`/`mfc load` to move models between machines",
-    )

@@ -26,8 +26,10 @@ from typing import IO, Any
 
 from mfc.digest import of_bytes, of_hash
 from mfc.store import media_types
+from mfc.store.blobio import Blob
 from mfc.store.fsutil import atomic_write_bytes, fsync_dir
-from mfc.store.manifest import Manifest, ManifestError, canonical_json, is_digest
+from mfc.store.importing import BlobImportError, import_manifest
+from mfc.store.manifest import Descriptor, Manifest, ManifestError, canonical_json, is_digest
 from mfc.store.names import InvalidNameError, ModelName, parse_name
 from mfc.store.store import Store, StoreError
 
@@ -395,31 +397,32 @@ class OciLayout:
         except ManifestError as exc:
             raise LayoutError(f"{self._src.label}: manifest {digest}: {exc}") from None
 
+    @property
+    def label(self) -> str:
+        """Names the layout in errors (``BlobSource``)."""
+        return self._src.label
+
+    def fetch(self, store: Store, desc: Descriptor) -> Blob:
+        """Copy one blob into ``store``, re-hashed on the way (``BlobSource``): a directory's
+        file by reflink or copy (never a hard link: the layout may be edited later)."""
+        path = self.blob_path(desc.digest)
+        if path is not None and path.is_file():
+            return store.put_file(path, "auto", expected=desc.digest)
+        with self.open_blob(desc.digest) as f:
+            return store.put_stream(f, expected=desc.digest)
+
     def import_model(
         self, store: Store, entry: LayoutEntry, as_name: ModelName | None = None
     ) -> LayoutEntry:
         """Copy one model's blobs into ``store`` (each re-hashed) and name it."""
-        with store.building():
-            for d in entry.manifest.descriptors():
-                if store.has_blob(d.digest, d.size):
-                    continue
-                path = self.blob_path(d.digest)
-                try:
-                    if path is not None and path.is_file():
-                        blob = store.put_file(path, expected=d.digest)
-                    else:
-                        with self.open_blob(d.digest) as f:
-                            blob = store.put_stream(f, expected=d.digest)
-                except StoreError as exc:
-                    raise LayoutError(
-                        f"{self._src.label}: blob {d.digest} ({d.media_type}): {exc}"
-                    ) from None
-                if blob.size != d.size:
-                    raise LayoutError(
-                        f"{self._src.label}: blob {d.digest} is {blob.size} bytes,"
-                        f" the manifest says {d.size}"
-                    )
-            store.write_manifest(as_name or entry.name, entry.manifest)
+        try:
+            import_manifest(store, entry.manifest, self, as_name or entry.name)
+        except BlobImportError as exc:
+            raise LayoutError(str(exc)) from None
+        except LayoutError:
+            raise
+        except StoreError as exc:
+            raise LayoutError(f"{self._src.label}: {exc}") from None
         return entry
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from mfc.digest import is_digest, of_bytes
-from mfc.store import locking
+from mfc.store import locking, partial
 from mfc.store.blobio import (
     Blob,
     Progress,
@@ -493,8 +493,9 @@ class Store:
     def gc(self, dry_run: bool = False) -> list[GcItem]:
         """Remove blobs no manifest references and leftover temp files.
 
-        Refuses (StoreBusyError) while a build holds ``building()``: its blobs
-        are not referenced yet. Ollama's partial downloads are left alone.
+        Refuses (StoreBusyError) while a build or pull holds ``building()``: its
+        blobs are not referenced yet. mfc's abandoned partial downloads (no pull holds
+        their lock, ``mfc.store.partial``) are removed; Ollama's are left alone.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         try:
@@ -519,6 +520,8 @@ class Store:
             for entry in sorted(os.scandir(self.tmp_dir), key=lambda e: e.name):
                 if entry.is_file(follow_symlinks=False):
                     items.append(GcItem(Path(entry.path), entry.stat().st_size, None))
+        for path, size in partial.abandoned(self.root, remove=not dry_run):
+            items.append(GcItem(path, size, None))
         if not dry_run:
             for item in items:
                 _unlink_quietly(str(item.path))

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from mfc.testing import chatmodels as cm
+from mfc.testing import registry as reg
+from mfc.testing import registry_seed
 
 SHELL_LIKE_TOOL = {
     "type": "function",
@@ -107,10 +111,53 @@ def test_codex_session(chat_served: Any) -> None:
     assert text == cm.TOOL_ANSWER
 
 
-def test_codex_pull_of_a_missing_model_fails_clearly(chat_served: Any) -> None:
-    """A model not in /api/tags makes Codex pull it; until mfc has registries (the registry
-    issue) /api/pull answers 501 with what to do instead, which Codex reports as a failed
-    pull ("failed to start pull: HTTP 501") rather than hanging."""
-    r = httpx.post(chat_served.url + "/api/pull", json={"model": "gpt-oss:20b", "stream": True})
-    assert r.status_code == 501
-    assert "mfc save" in r.json()["error"]
+def test_codex_pulls_a_missing_model(chat_served: Any, tmp_path: Path) -> None:
+    """A model not in /api/tags makes Codex pull it (``ensure_oss_ready``: GET /api/tags, then
+    a streamed POST /api/pull, reading progress objects until ``success``); the server pulls
+    from a registry on a loopback host over plain http, and the model then serves a turn."""
+    if not reg.available():
+        pytest.skip(f"{reg.BINARY} is not installed: {reg.INSTALL_HINT}")
+    registry = reg.start_registry(tmp_path)
+    try:
+        digest = registry_seed.seed(
+            registry.url, chat_served.store, "tools:latest", "library/codex-tools", "v1"
+        )
+        model = f"{registry.host}/library/codex-tools:v1"
+        tags = httpx.get(chat_served.url + "/api/tags").json()
+        assert model not in {m["name"] for m in tags["models"]}
+        statuses = []
+        with httpx.stream(
+            "POST",
+            chat_served.url + "/api/pull",
+            json={"model": model, "stream": True},
+            timeout=120,
+        ) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("application/x-ndjson")
+            for line in r.iter_lines():
+                obj = json.loads(line)
+                assert "error" not in obj, obj
+                statuses.append(obj["status"])
+                if obj["status"] != "pulling manifest" and obj["status"].startswith("pulling"):
+                    assert obj["digest"].startswith("sha256:") and obj["total"] > 0
+        assert statuses[0] == "pulling manifest"
+        assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+        tags = httpx.get(chat_served.url + "/api/tags").json()
+        pulled = {m["name"]: m["digest"] for m in tags["models"]}
+        assert pulled[model] == digest.removeprefix("sha256:")
+        # A missing one is Ollama's error line, after the stream started.
+        r = httpx.post(
+            chat_served.url + "/api/pull",
+            json={"model": f"{registry.host}/library/nope:v1", "stream": False},
+        )
+        assert r.status_code == 500
+        assert r.json()["error"] == "pull model manifest: file does not exist"
+    finally:
+        registry.stop()
+    user = {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "weather?"}],
+    }
+    items = _turn(chat_served.url, model, [user])
+    assert [i for i in items if i["type"] == "function_call"]

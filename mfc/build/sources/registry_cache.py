@@ -14,6 +14,7 @@ from mfc.build.sources.images import image_base
 from mfc.build.sources.store import name_of
 from mfc.diagnostics import codes
 from mfc.store import media_types as mt
+from mfc.store.importing import import_blobs
 from mfc.store.manifest import Manifest
 from mfc.store.oci_layout import LayoutError, OciLayout
 from mfc.store.store import StoreError
@@ -52,18 +53,8 @@ def resolve(req: FromRef, ctx: Context) -> Resolved:
             ctx.events.step(f"importing {name.display} from the registry cache")
             config = _config(layout, manifest)
             outside = _replaced_models(layout, manifest, config, ctx)
-            for d in manifest.layers:  # the config is read, not stored: nothing references it
-                if d.digest in outside or store.has_blob(d.digest, d.size):
-                    continue
-                blob_file = layout.blob_path(d.digest)
-                if blob_file is not None and blob_file.is_file():
-                    # never "hard": the cache may be on another filesystem, or be edited
-                    blob = store.put_file(blob_file, "auto", expected=d.digest)
-                else:
-                    with layout.open_blob(d.digest) as f:
-                        blob = store.put_stream(f, expected=d.digest)
-                if blob.size != d.size:
-                    raise LayoutError(f"blob {d.digest} is {blob.size} bytes, not {d.size}")
+            # The config is read, not stored: nothing references it.
+            import_blobs(store, manifest.layers, layout, skip=outside)
     except (LayoutError, StoreError, OSError) as exc:
         raise codes.BAD_BASE.error(
             f"FROM `{req.ref}`: the registry cache image is unusable",
