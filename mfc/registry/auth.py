@@ -352,7 +352,7 @@ class RegistryAuth(httpx.Auth):
         realm = challenge.params.get("realm", "")
         service = challenge.params.get("service", "")
         scope = challenge.params.get("scope", "")
-        key = (realm, service, scope)
+        key = (realm, service, _scope_key(scope))
         cached = self._tokens.get(key)
         if cached is not None and cached[1] > self._clock():
             return cached
@@ -423,3 +423,13 @@ def check_login(host: str, creds: Credentials, *, insecure: bool = False) -> Non
         raise UnauthorizedError(f"unauthorized: {host} refused the login")
     if r.status_code != 200:
         raise RegistryError(f"{host} is not a registry: GET /v2/ answered {r.status_code}")
+
+
+def _scope_key(scope: str) -> str:
+    """A scope with each resource's actions sorted: the distribution registry lists them in Go
+    map order (``pull,push`` or ``push,pull``), which must not miss the token cache."""
+    parts = []
+    for item in scope.split():
+        head, sep, actions = item.rpartition(":")
+        parts.append(f"{head}{sep}{','.join(sorted(actions.split(',')))}" if sep else item)
+    return " ".join(sorted(parts))

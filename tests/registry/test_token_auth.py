@@ -63,8 +63,9 @@ def test_push_and_pull_with_tokens(
     assert result.digest == manifest.digest
     # Tokens are cached per scope: one for pull (the first HEAD), one for pull,push (the first
     # POST) — not one per request.
-    scopes = [q.get("scope") for q in server.requests]
-    assert scopes == ["repository:bob/counter:pull", "repository:bob/counter:pull,push"]
+    # (the registry lists a scope's actions in Go map order: "pull,push" or "push,pull")
+    scopes = [_actions(q.get("scope")) for q in server.requests]
+    assert scopes == [("bob/counter", {"pull"}), ("bob/counter", {"pull", "push"})]
     assert auth.token_requests == 2
     assert all(q.get("service") == SERVICE for q in server.requests)
     # An anonymous reader gets a pull token through the same flow.
@@ -94,3 +95,10 @@ def test_wrong_password_at_the_token_server(
     with pytest.raises(UnauthorizedError, match="wrong credentials") as info, client as c:
         push(store, name, client=c)
     assert "not-it" not in str(info.value)
+
+
+def _actions(scope: str | None) -> tuple[str, set[str]]:
+    """``repository:NAME:a,b`` as (NAME, {a, b})."""
+    assert scope is not None and scope.startswith("repository:")
+    name, _, actions = scope.removeprefix("repository:").rpartition(":")
+    return name, set(actions.split(","))
