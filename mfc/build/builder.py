@@ -125,8 +125,11 @@ class Builder:
 
             quantize = requested_type(self.quantize)
         locked_digests: Mapping[Path, str] = {}
+        locked_base = None
         if self.locked and lock_file is not None:
-            locked_digests = file_digests(read_lock_quietly(lock_file), base_dir)
+            previous = read_lock_quietly(lock_file)
+            locked_digests = file_digests(previous, base_dir)
+            locked_base = previous.inputs[0] if previous and previous.inputs else None
         ctx = Context(
             store=self.store,
             cache=self.cache,
@@ -136,6 +139,7 @@ class Builder:
             registry_cache=self.registry_cache,
             locked_digests=locked_digests,
             quantize=quantize,
+            locked_base=locked_base,
         )
         req = FromRef(spec.base.ref, spec.base.span, base_dir, name, _stack)
         with self.store.building():

@@ -7,6 +7,7 @@ summary with the model ID; errors as one ``error:`` line and exit status 1.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -22,8 +23,19 @@ from mfc.cli.store_cmds import _errors, _store, human_bytes
     default=None,
     help="Parallel connections per blob (default $MFC_MAX_TRANSFER_STREAMS, else 4).",
 )
-def pull(name: str, insecure: bool, max_connections: int | None) -> None:
-    """Pull a model from a registry: [host[:port]/][namespace/]model[:tag][@sha256:…]."""
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Fill the OCI image layout DIR (e.g. registry_cache/) instead of the store.",
+)
+def pull(name: str, insecure: bool, max_connections: int | None, to: Path | None) -> None:
+    """Pull a model from a registry: [host[:port]/][namespace/]model[:tag][@sha256:…].
+
+    With --to DIR the model goes into an OCI image layout (created, or added to), which
+    builds can then use offline as their registry cache (--registry-cache DIR)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -37,6 +49,7 @@ def pull(name: str, insecure: bool, max_connections: int | None) -> None:
     from mfc.registry.client import RegistryError
     from mfc.registry.progress import Event, LayerProgress
     from mfc.registry.pull import pull as do_pull
+    from mfc.registry.pull_layout import pull_to_layout
     from mfc.registry.transfer import options_from
 
     console = Console(stderr=True)
@@ -66,11 +79,19 @@ def pull(name: str, insecure: bool, max_connections: int | None) -> None:
     with _errors():
         try:
             with bars:
-                result = do_pull(_store(), name, insecure=insecure, progress=show, options=options)
+                if to is not None:
+                    result = pull_to_layout(
+                        to, name, insecure=insecure, progress=show, options=options
+                    )
+                else:
+                    result = do_pull(
+                        _store(), name, insecure=insecure, progress=show, options=options
+                    )
         except RegistryError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+    where = f" into {to}" if to is not None else ""
     click.echo(
-        f"pulled {result.name.display} {result.digest}"
+        f"pulled {result.name.display}{where} {result.digest}"
         f" ({human_bytes(result.size)}, {human_bytes(result.downloaded)} downloaded)"
     )

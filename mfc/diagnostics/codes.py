@@ -128,6 +128,7 @@ SELF_REFERENCE = register("MF215", "self-reference", E, "FROM names the model be
 BAD_BASE = register("MF216", "bad-base", E, "base image unusable (missing blobs, no model layer)")
 DRAFT_IGNORED = register("MF217", "draft-ignored", W, "DRAFT is not built into the image yet")
 LOCK_NOT_WRITTEN = register("MF218", "lock-not-written", W, "Modelfile.lock could not be written")
+PULL_FAILED = register("MF222", "pull-failed", E, "FROM's registry model could not be pulled")
 # Store commands (list/show/rm/cp/gc/verify/save/load; raised by mfc.store, reported by mfc.cli).
 UNKNOWN_MODEL = register("MF219", "unknown-model", E, "no model by that name in the store")
 INVALID_MODEL_NAME = register("MF220", "invalid-model-name", E, "a name breaks the naming grammar")

@@ -34,6 +34,7 @@ def test_resolvers_are_tried_in_the_documented_order() -> None:
         "path only",
         "store",
         "registry cache",
+        "registry",
     ]
 
 

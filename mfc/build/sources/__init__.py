@@ -14,13 +14,13 @@ The order:
    not exist is MF205 here: it is never tried as a name;
 4. ``store`` — a local model: ``name``, ``name@sha256:…``, ``@sha256:…``;
 5. ``registry_cache`` — an image of the vendored OCI layout;
-6. (issue 11) ``registry`` — pull the name from a registry: a resolver with the same
-   signature, added to ``RESOLVERS`` after the registry cache.
+6. ``registry`` — a name that spells out its registry host and is in neither: pulled
+   into the store, then used like a local model (``sources.registry``).
 """
 
 from __future__ import annotations
 
-from mfc.build.sources import files, modelfile, registry_cache, store
+from mfc.build.sources import files, modelfile, registry, registry_cache, store
 from mfc.build.sources.base import Context, FromRef, Miss, Resolved, ResolvedBase, Resolver
 from mfc.diagnostics import codes
 from mfc.modelfile.refs import looks_like_path
@@ -46,7 +46,7 @@ RESOLVERS: tuple[tuple[str, Resolver], ...] = (
     ("path only", path_only),
     ("store", store.resolve),
     ("registry cache", registry_cache.resolve),
-    # ("registry", registry.resolve),  # issue 11
+    ("registry", registry.resolve),
 )
 
 

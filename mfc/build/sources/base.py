@@ -107,6 +107,8 @@ class Context:
     # --locked: real path of a file input -> the digest this Modelfile's lock records
     locked_digests: Mapping[Path, str] = field(default_factory=dict)
     quantize: str | None = None  # the type this build quantizes the model to (top level only)
+    # --locked: the lock's FROM entry (a registry FROM pulls the locked digest, or is MF210)
+    locked_base: LockedInput | None = None
 
 
 Resolved = ResolvedBase | Miss | None
