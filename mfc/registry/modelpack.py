@@ -235,6 +235,11 @@ def _ollama_type(media_type: str, path: str, gguf_declared: bool) -> str | None:
         is_gguf = name.lower().endswith(".gguf") or (
             not name and (gguf_declared or media_type == mt.DOCKER_AI_GGUF)
         )
+        if not is_gguf and not name:
+            raise ModelPackError(
+                "a weight layer has no file path and the config does not say `format: gguf`;"
+                " mfc runs GGUF only"
+            )
         if not is_gguf:
             raise ModelPackError(f"the weights `{path}` are not a GGUF file; mfc runs GGUF only")
         for row in (_BY_OLLAMA[mt.PROJECTOR], _BY_OLLAMA[mt.ADAPTER]):
