@@ -74,14 +74,26 @@ class _Bars:
 @click.command()
 @click.argument("name")
 @click.option("--insecure", is_flag=True, help="Allow plain http (implied for localhost).")
-def push(name: str, insecure: bool) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ollama", "modelpack"]),
+    default="ollama",
+    show_default=True,
+    help="Ollama's image (the store's manifest) or a CNCF ModelPack artifact.",
+)
+def push(name: str, insecure: bool, fmt: str) -> None:
     """Push a model to its registry: `mfc push HOST/NAMESPACE/MODEL:TAG`."""
+    from mfc.registry.push import FORMATS
     from mfc.registry.push import push as push_model
 
+    (format_,) = [f for f in FORMATS if f == fmt]
     with _errors():
         bars = _Bars()
         with bars.progress:
-            result = push_model(Store.from_env(), name, insecure=insecure, progress=bars)
+            result = push_model(
+                Store.from_env(), name, insecure=insecure, progress=bars, format=format_
+            )
         click.echo(f"pushed {result.name.display}@{result.digest}")
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from mfc.digest import of_bytes
+
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
@@ -181,3 +183,30 @@ def get_manifest(
     finally:
         response.close()
     return bytes(body), media_type
+
+
+def get_small_blob(client: RegistryClient, repository: str, digest: str, limit: int) -> bytes:
+    """A blob read into memory (a config: never the store, so a pull refused after reading
+    it has written nothing), verified against ``digest``; over ``limit`` bytes is refused."""
+    what = f"blob {digest[:19]} of {repository}"
+    try:
+        response = open_get(client, f"/v2/{repository}/blobs/{digest}")
+    except httpx.TransportError as exc:
+        raise unreachable(client.host, exc) from None
+    try:
+        if response.status_code != 200:
+            raise error_from(response, client.host, what)
+        body = bytearray()
+        for data in response.iter_bytes():
+            body += data
+            if len(body) > limit:
+                raise RegistryError(f"{what}: over {limit} bytes; refused")
+    except httpx.TransportError as exc:
+        raise unreachable(client.host, exc) from None
+    finally:
+        response.close()
+    if of_bytes(bytes(body)) != digest:
+        raise RegistryError(
+            f"{what}: the registry {client.host} served bytes that do not hash to it"
+        )
+    return bytes(body)

@@ -8,8 +8,11 @@ blob (blobs the store has are reported done without a request; the rest download
 ``mfc.registry.transfer``, hashed as they arrive), ``verifying sha256 digest`` (already done
 by the transfer's hasher — the step is reported for Ollama's clients, it reads nothing),
 ``writing manifest`` (the registry's exact bytes, so the model ID is the pushed digest) and
-``success``. The blobs and manifest go in through ``mfc.store.importing.import_manifest``,
-the same path as ``mfc load``.
+``success``. A CNCF ModelPack artifact (or Docker Model Runner's) is translated by
+``mfc.registry.modelpack`` after its small config blob is read into memory: the manifest
+written is mfc's (Docker v2, Ollama layer types, the same layer blobs); for one mfc pushed it
+is the original manifest again, byte for byte. The blobs and manifest go in through
+``mfc.store.importing.import_manifest``, the same path as ``mfc load``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ from mfc.registry.client import (
     RegistryError,
     auth_for,
     get_manifest,
+    get_small_blob,
+)
+from mfc.registry.modelpack import (
+    MAX_CONFIG_BYTES,
+    Imported,
+    ModelPackError,
+    from_modelpack,
+    is_modelpack,
+    parse_config,
 )
 from mfc.registry.progress import LayerProgress, Progress, Status, silent
 from mfc.registry.reference import Reference, parse_reference
@@ -41,7 +53,6 @@ from mfc.store.store import Store
 _DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 ACCEPT = ", ".join((mt.MANIFEST, mt.OCI_MANIFEST, mt.OCI_INDEX, _DOCKER_LIST))
 _INDEXES = (mt.OCI_INDEX, _DOCKER_LIST)
-_MODELPACK_CONFIG = "application/vnd.cncf.model.config.v1+json"
 _PROGRESS_EVERY = 0.1  # seconds between LayerProgress events of one blob
 
 
@@ -94,8 +105,10 @@ def _choose(index: Any, where: str) -> dict[str, Any]:
     return images[0]
 
 
-def fetch_manifest(client: RegistryClient, ref: Reference) -> Manifest:
-    """The manifest ``ref`` names (through an index if need be), parsed and checked."""
+def fetch_image(client: RegistryClient, ref: Reference) -> Imported:
+    """The manifest ``ref`` names (through an index if need be), parsed and checked; a
+    ModelPack artifact comes back translated to mfc's image, with the blobs the translation
+    made up (its config). Nothing is written yet."""
     where = f"{ref.repository}:{ref.reference} on the registry {client.host}"
     data, header = get_manifest(client, ref.repository, ref.reference, ACCEPT)
     if ref.digest is not None and of_bytes(data) != ref.digest:
@@ -116,21 +129,29 @@ def fetch_manifest(client: RegistryClient, ref: Reference) -> Manifest:
         manifest = Manifest.from_bytes(data)
     except ManifestError as exc:
         raise RegistryError(f"{where}: invalid manifest: {exc}") from None
-    if manifest.config.media_type == _MODELPACK_CONFIG:
-        raise RegistryError(
-            f"{where}: a CNCF ModelPack artifact; mfc pulls Ollama's format (Docker v2 or OCI"
-            " manifests with `application/vnd.ollama.image.*` layers) and not ModelPack yet"
-        )
-    return manifest
+    raw = json.loads(data)
+    if not is_modelpack(manifest, raw):
+        return Imported(manifest)
+    config = get_small_blob(client, ref.repository, manifest.config.digest, MAX_CONFIG_BYTES)
+    try:
+        return from_modelpack(raw, parse_config(config))
+    except ModelPackError as exc:
+        raise RegistryError(f"{where}: a ModelPack artifact mfc cannot pull: {exc}") from None
 
 
 class _RegistrySource:
     """``BlobSource`` for import_manifest: each blob via the parallel, verified transfer."""
 
     def __init__(
-        self, client: RegistryClient, ref: Reference, options: TransferOptions, progress: Progress
+        self,
+        client: RegistryClient,
+        ref: Reference,
+        options: TransferOptions,
+        progress: Progress,
+        made: tuple[bytes, ...] = (),
     ):
         self.client, self.ref, self.options, self.progress = client, ref, options, progress
+        self.made = {of_bytes(b): b for b in made}  # blobs a translation made, not the registry's
         self.downloaded = 0
 
     @property
@@ -138,6 +159,8 @@ class _RegistrySource:
         return f"the registry {self.client.host}"
 
     def fetch(self, store: Store, desc: Descriptor) -> Blob:
+        if desc.digest in self.made:
+            return store.put_bytes(self.made[desc.digest])
         last = [0.0]
         lock = threading.Lock()
 
@@ -179,8 +202,9 @@ def pull(
     opts = options or TransferOptions()
     progress(Status("pulling manifest"))
     with RegistryClient(ref.host, insecure, auth_for(ref.host, insecure=insecure)) as client:
-        manifest = fetch_manifest(client, ref)
-        source = _RegistrySource(client, ref, opts, progress)
+        image = fetch_image(client, ref)
+        manifest = image.manifest
+        source = _RegistrySource(client, ref, opts, progress, image.blobs)
 
         def present(desc: Descriptor) -> None:
             progress(LayerProgress("pulling", desc.digest, desc.size, desc.size))

@@ -23,10 +23,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mfc.digest import hex_of, of_hash
+from mfc.digest import hex_of, of_bytes, of_hash
 from mfc.registry.client import RegistryClient, RegistryError, auth_for
 from mfc.registry.progress import LayerProgress, Progress, Status, silent
-from mfc.registry.pull import PullResult, fetch_manifest
+from mfc.registry.pull import PullResult, fetch_image
 from mfc.registry.reference import Reference, parse_reference
 from mfc.registry.transfer import TransferOptions, download
 from mfc.store import media_types as mt
@@ -62,7 +62,10 @@ def pull_to_layout(
     downloaded = 0
     progress(Status("pulling manifest"))
     with RegistryClient(ref.host, insecure, auth_for(ref.host, insecure=insecure)) as client:
-        manifest = fetch_manifest(client, ref)
+        image = fetch_image(client, ref)  # a ModelPack artifact comes back as mfc's image
+        manifest = image.manifest
+        for made in image.blobs:  # blobs the translation made up (its config): not on the registry
+            atomic_write_bytes(blob_dir / hex_of(of_bytes(made)), made)
         for desc in manifest.descriptors():
             target = blob_dir / hex_of(desc.digest)
             if _holds(target, desc.digest, desc.size):

@@ -15,27 +15,37 @@ them — the steps are:
    against the registry, their query — the registry's upload state — kept), then ``PUT
    ?digest=``; the registry checks the digest.
 
-Then ``PUT`` the manifest with its own media type. Progress uses Ollama's words:
+Then ``PUT`` the manifest with its own media type. ``format="modelpack"`` sends the same
+blobs plus a ModelPack config blob, and PUTs the OCI manifest ``mfc.registry.modelpack``
+translates the image to (``application/vnd.oci.image.manifest.v1+json``; its digest is the
+artifact's, not the model ID). Progress uses Ollama's words:
 "retrieving manifest", "pushing <12 hex>" with total/completed, "pushing manifest", "success".
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import httpx
 
 from mfc.registry.client import RegistryClient, RegistryError, auth_for
+from mfc.registry.modelpack import ModelPackError, to_modelpack
 from mfc.registry.progress import LayerProgress, Progress, Status, silent
 from mfc.store import Store
+from mfc.store import media_types as mt
 from mfc.store.manifest import Descriptor, Manifest, sha256_digest
 from mfc.store.names import DEFAULT_HOST, ModelName, parse_name
+from mfc.store.store import read_config
 
 DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024  # one PATCH; bounded memory, few round trips
 _SEND_SLICE = 1024 * 1024  # progress granularity inside a chunk
+
+PushFormat = Literal["ollama", "modelpack"]
+FORMATS: tuple[PushFormat, ...] = ("ollama", "modelpack")
 
 
 class UnsupportedRegistryError(RegistryError):
@@ -78,18 +88,38 @@ def push(
     progress: Progress = silent,
     client: RegistryClient | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    format: PushFormat = "ollama",
 ) -> PushResult:
-    """Push ``name`` from ``store`` to the registry its host names."""
+    """Push ``name`` from ``store`` to the registry its host names, as the store's own
+    manifest (``format="ollama"``) or as a CNCF ModelPack artifact (``"modelpack"``)."""
     progress(Status("retrieving manifest"))
     n = store.resolve(parse_name(name) if isinstance(name, str) else name)
     check_pushable(n)
     manifest = store.read_manifest(n)
-    data = manifest.to_bytes()
+    data, media_type, extra = manifest.to_bytes(), manifest.media_type, b""
+    if format == "modelpack":
+        try:
+            pack = to_modelpack(manifest, read_config(store, manifest))
+        except ModelPackError as exc:
+            raise RegistryError(f"cannot push {n.display} as ModelPack: {exc}") from None
+        data, media_type, extra = pack.manifest, mt.OCI_MANIFEST, pack.config
+    elif format != "ollama":
+        raise ValueError(f"unknown push format {format!r}")
     own = client is None
     if client is None:
         client = RegistryClient(n.host, insecure, auth_for(n.host, insecure=insecure))
     try:
-        return _push(store, n, manifest, data, client, progress, max(1, chunk_size))
+        with tempfile.TemporaryDirectory(prefix="mfc-push-") as tmp:
+            extras: tuple[tuple[Descriptor, Path], ...] = ()
+            if extra:  # the ModelPack config: not a store blob, sent from a temp file
+                path = Path(tmp) / "config"
+                path.write_bytes(extra)
+                extras = (
+                    (Descriptor(mt.MODELPACK_CONFIG, sha256_digest(extra), len(extra)), path),
+                )
+            return _push(
+                store, n, manifest, data, media_type, extras, client, progress, max(1, chunk_size)
+            )
     except httpx.TransportError as exc:
         raise RegistryError(f"cannot reach {n.host}: {type(exc).__name__}: {exc}") from None
     finally:
@@ -102,6 +132,8 @@ def _push(
     n: ModelName,
     manifest: Manifest,
     data: bytes,
+    media_type: str,
+    extras: tuple[tuple[Descriptor, Path], ...],
     client: RegistryClient,
     progress: Progress,
     chunk_size: int,
@@ -109,21 +141,21 @@ def _push(
     repo = repository(n)
     sources = mount_sources(store, n)
     done: dict[str, list[str]] = {"uploaded": [], "mounted": [], "skipped": []}
-    for desc in (*manifest.layers, manifest.config):
+    blobs = [(d, store.blob_path(d.digest)) for d in (*manifest.layers, manifest.config)]
+    for desc, path in (*blobs, *extras):
         if desc.digest in done["uploaded"] + done["mounted"] + done["skipped"]:
             continue  # the same blob twice in one manifest (e.g. two identical licenses)
         how = push_blob(
             client,
             repo,
             desc,
-            store.blob_path(desc.digest),
+            path,
             mount_from=sources.get(desc.digest),
             progress=progress,
             chunk_size=chunk_size,
         )
         done[how].append(desc.digest)
     progress(Status("pushing manifest"))
-    media_type = manifest.media_type
     r = client.http.put(
         f"/v2/{repo}/manifests/{n.tag}", content=data, headers={"Content-Type": media_type}
     )

@@ -27,6 +27,21 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_LAYOUT_FILE = "oci-layout"
 OCI_LAYOUT_VERSION = "1.0.0"
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
+OCI_TITLE = "org.opencontainers.image.title"
+
+# CNCF ModelPack (github.com/modelpack/model-spec, specs-go/v1): an OCI manifest with this
+# artifactType and config; how mfc's layers map onto these is mfc.registry.modelpack's table.
+_CNCF = "application/vnd.cncf.model."
+MODELPACK_ARTIFACT = _CNCF + "manifest.v1+json"
+MODELPACK_CONFIG = _CNCF + "config.v1+json"
+MODELPACK_WEIGHT = _CNCF + "weight.v1.raw"
+MODELPACK_WEIGHT_CONFIG = _CNCF + "weight.config.v1.raw"
+MODELPACK_DOC = _CNCF + "doc.v1.raw"
+MODELPACK_FILEPATH = "org.cncf.model.filepath"
+# Docker Model Runner's own types, read on pull (its `--format cncf` writes ModelPack's).
+DOCKER_AI_CONFIG = "application/vnd.docker.ai.model.config.v0.1+json"
+DOCKER_AI_GGUF = "application/vnd.docker.ai.gguf.v3"
+DOCKER_AI_LICENSE = "application/vnd.docker.ai.license"
 
 # The fixed order layers appear in a manifest the builder writes (several
 # adapters and licenses keep their own order within their group).

@@ -33,7 +33,7 @@ from mfc.diagnostics import codes
 from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.registry.client import RegistryClient, RegistryError, auth_for
 from mfc.registry.progress import Event, LayerProgress, Progress
-from mfc.registry.pull import fetch_manifest, pull
+from mfc.registry.pull import fetch_image, pull
 from mfc.registry.reference import Reference
 from mfc.store.store import StoreError
 
@@ -102,7 +102,7 @@ def _locked_digest(req: FromRef, ctx: Context) -> str | None:
 def _current_digest(ref: Reference) -> str:
     """The digest the registry's tag names now (the manifest only, no blobs)."""
     with RegistryClient(ref.host, False, auth_for(ref.host)) as client:
-        return fetch_manifest(client, ref).digest
+        return fetch_image(client, ref).manifest.digest
 
 
 def _to_build_events(ctx: Context) -> Progress:
