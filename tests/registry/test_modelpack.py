@@ -313,3 +313,27 @@ def test_cli_push_format_modelpack(store: Store, registry: Registry) -> None:
     manifest = store.read_manifest("counter")
     digest = to_modelpack(manifest, read_config(store, manifest)).digest
     assert f"@{digest}" in result.output
+
+
+def test_pull_to_a_layout_then_load_it(
+    store: Store, registry: Registry, pushed: str, tmp_path: Path
+) -> None:
+    """`mfc pull --to DIR` of a ModelPack artifact writes mfc's image (with its config blob,
+    which the registry does not hold as such) into an OCI layout that `mfc load` reads back."""
+    layout = tmp_path / "cache"
+    name = f"{registry.host}/mp/a:1"
+    r = CliRunner().invoke(cli, ["pull", "--to", str(layout), name])
+    assert r.exit_code == 0, r.output
+    dest = Store(tmp_path / "models")
+    env = {**os.environ, "MFC_MODELS": str(dest.root)}
+    loaded = subprocess.run(
+        [sys.executable, "-m", "mfc", "load", "-i", str(layout)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    got = dest.read_manifest(name)
+    assert got.to_bytes() == store.read_manifest("counter").to_bytes()
+    assert _run(dest, name) == _run(store, "counter")
