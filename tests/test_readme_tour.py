@@ -102,3 +102,45 @@ def test_serving_block_runs_as_written(tmp_path: Path) -> None:
     finally:
         server.terminate()
         assert server.wait(15) == 0
+
+
+def test_sharing_block_runs_as_written(tmp_path: Path) -> None:
+    """cp, push, rm + gc, pull, run — against a registry on a free port instead of 5000: the
+    pull downloads every blob again and the pulled model is the pushed digest and answers the
+    same."""
+    import pytest
+
+    from mfc.testing import registry as reg
+
+    if not reg.available():
+        pytest.skip(f"the Sharing block needs {reg.BINARY}: {reg.INSTALL_HINT}")
+    work = tmp_path / "work"
+    work.mkdir()
+    for folder in ("examples", "registry_cache"):
+        shutil.copytree(ROOT / folder, work / folder)
+    env = dict(os.environ, MFC_MODELS=str(tmp_path / "models"))
+    build = [sys.executable, "-m", "mfc", "build", "-t", "counter", "examples/counter"]
+    subprocess.run(build, cwd=work, env=env, check=True, capture_output=True)
+    commands = tour_commands("Sharing")
+    assert [c.split()[1] for c in commands] == ["cp", "push", "rm", "gc", "pull", "run"]
+    registry = reg.start_registry(tmp_path)
+    try:
+        outputs: dict[str, str] = {}
+        for command in commands:
+            command = command.replace("127.0.0.1:5000", registry.host)
+            argv = f"{sys.executable} -m mfc {command[4:]}"
+            result = subprocess.run(
+                argv, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=120
+            )
+            assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+            outputs[command.split()[1]] = result.stdout + result.stderr
+    finally:
+        registry.stop()
+    name = f"{registry.host}/me/counter:v1"
+    pushed = re.search(rf"pushed {re.escape(name)}@(sha256:[0-9a-f]{{64}})", outputs["push"])
+    pulled = re.search(rf"pulled {re.escape(name)} (sha256:[0-9a-f]{{64}})", outputs["pull"])
+    assert pushed and pulled, outputs
+    assert pulled.group(1) == pushed.group(1)
+    sizes = re.search(r"\((.+?), (.+?) downloaded\)", outputs["pull"])
+    assert sizes and sizes.group(1) == sizes.group(2), outputs["pull"]  # gc left no blob behind
+    assert outputs["run"].strip() == "defghijklmnopqrstuvwxyz"

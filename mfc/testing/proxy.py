@@ -3,7 +3,8 @@
 Sits between mfc and a test registry (``upstream``). It records every request (method, path,
 Range, start and end times, body bytes sent) so tests can count downloaded bytes and see
 overlapping Range requests; and it can corrupt one byte of a blob, stall a response once,
-slow every response (so a pull can be killed midway), or replace a manifest's body.
+slow every response (so a pull can be killed midway), drop blob responses midway (the
+connection closes after some bytes, short of the Content-Length), or replace a manifest's body.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Faults:
     corrupt_blob_offset: int | None = None  # flip the byte at this blob offset (every time)
     stall_once: float = 0.0  # sleep this long after the first 64 KiB of the first blob body
     delay_per_chunk: float = 0.0  # sleep after every 64 KiB (a slow link)
+    drop_after: int = 0  # close a blob response's connection after this many body bytes ...
+    drops: int = 0  # ... this many times (the first blob responses long enough)
     manifest_body: bytes | None = None  # served instead of any manifest
     manifest_type: str = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -43,6 +46,7 @@ class Proxy:
     server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stalled: bool = False
+    dropped: int = 0
 
     @property
     def host(self) -> str:
@@ -115,11 +119,19 @@ def start_proxy(upstream: str, faults: Faults | None = None) -> Proxy:
                         self.wfile.flush()
                         offset += len(chunk)
                         hit.sent += len(chunk)
-                        if blob and f.stall_once and not proxy._stalled:
+                        stall = blob and f.stall_once and hit.sent >= 64 << 10
+                        if stall and not proxy._stalled:  # (a config is shorter: not it)
                             proxy._stalled = True
                             time.sleep(f.stall_once)
                             self.close_connection = True
                             return
+                        if blob and f.drop_after and hit.sent >= f.drop_after:
+                            with proxy._lock:
+                                drop = proxy.dropped < f.drops
+                                proxy.dropped += drop
+                            if drop:
+                                self.close_connection = True
+                                return
                         if blob and f.delay_per_chunk:
                             time.sleep(f.delay_per_chunk)
                 except (BrokenPipeError, ConnectionResetError):
