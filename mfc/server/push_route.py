@@ -19,21 +19,13 @@ from starlette.responses import Response
 
 from mfc.registry.auth import UnauthorizedError
 from mfc.registry.client import RegistryError
-from mfc.registry.progress import Event, LayerProgress
 from mfc.registry.push import UnsupportedRegistryError, check_pushable
 from mfc.registry.push import push as push_model
 from mfc.server import ollama as ol
 from mfc.server.http import JSON, ApiError, ndjson, read_body
+from mfc.server.routes_pull import progress_line
 from mfc.server.state import ServerState
 from mfc.store import InvalidNameError, ModelNotFoundError, StoreError, parse_name
-
-
-def progress_line(event: Event) -> dict[str, Any]:
-    if isinstance(event, LayerProgress):
-        return ol.progress(
-            event.status, digest=event.digest, total=event.total, completed=event.completed
-        )
-    return ol.progress(event.text)
 
 
 def _api_error(exc: BaseException) -> ApiError:
