@@ -186,6 +186,13 @@ def _uint(text: str) -> int:
     return int(text)
 
 
+def _positive(text: str) -> int:
+    value = _uint(text)
+    if value < 1:
+        raise ConfigError(f"{text!r} is not a positive integer")
+    return value
+
+
 def _env_duration(text: str) -> float:
     """Ollama's env rule: a Go duration, else integer seconds; negative is forever."""
     try:
@@ -253,13 +260,19 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("DEBUG", "debug", _debug, "0", "1 debug log, 2 trace"),
     EnvVar("LOAD_TIMEOUT", "load_timeout", _load_timeout, "5m", "give up on a stalled load"),
     EnvVar("ALLOWED_HOSTS", "allowed_hosts", _origins, "", "extra Host names accepted (mfc)"),
+    EnvVar(
+        "MAX_TRANSFER_STREAMS",
+        "max_transfer_streams",
+        _positive,
+        "4",
+        "parallel connections per blob a pull downloads",
+    ),
     # Not applicable to mfc on a CPU build: warned about, never silently ignored.
     EnvVar("GPU_OVERHEAD", None, None, "", "VRAM reserve: no GPU scheduling in mfc"),
     EnvVar("SCHED_SPREAD", None, None, "", "multi-GPU spread: no GPU scheduling in mfc"),
     EnvVar("LLM_LIBRARY", None, None, "", "mfc runs the llama.cpp it was built with"),
     EnvVar("VULKAN", None, None, "", "GPU back-ends are chosen when llama.cpp is built"),
     EnvVar("IGPU_ENABLE", None, None, "", "GPU back-ends are chosen when llama.cpp is built"),
-    EnvVar("MAX_TRANSFER_STREAMS", None, None, "", "safetensors pulls are not supported"),
     EnvVar("NO_CLOUD", None, None, "", "mfc has no cloud features"),
     EnvVar("REMOTES", None, None, "", "mfc has no remote (cloud) models"),
     EnvVar("AUTH", None, None, "", "no auth: mfc binds 127.0.0.1 unless told otherwise"),
@@ -286,6 +299,7 @@ class ServerConfig:
     debug: int = 0
     load_timeout: float = 300.0
     allowed_hosts: tuple[str, ...] = ()
+    max_transfer_streams: int = 4  # parallel Range connections per blob of /api/pull
     max_body_bytes: int = 64 * 1024 * 1024  # JSON bodies; blob uploads stream and have no limit
 
     @property

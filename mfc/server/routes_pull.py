@@ -55,7 +55,7 @@ async def pull(request: Request) -> Response:
     state = _state(request)
     try:
         ref = parse_reference(req.model)
-        options = options_from(None)
+        options = options_from(state.config.max_transfer_streams)
     except InvalidNameError as exc:
         raise ApiError(400, f"invalid model name: {exc.why}") from None
     except ValueError as exc:

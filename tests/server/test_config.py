@@ -119,6 +119,13 @@ def test_bad_values_name_the_variable() -> None:
         load({"MFC_HOST": "127.0.0.1:port"})
 
 
+def test_max_transfer_streams_reaches_the_pull() -> None:
+    assert load({}).config.max_transfer_streams == 4
+    assert load({"OLLAMA_MAX_TRANSFER_STREAMS": "2"}).config.max_transfer_streams == 2
+    with pytest.raises(ConfigError, match="MFC_MAX_TRANSFER_STREAMS"):
+        load({"MFC_MAX_TRANSFER_STREAMS": "0"})
+
+
 def test_unsupported_variables_warn_once() -> None:
     loaded = load({"OLLAMA_SCHED_SPREAD": "1", "OLLAMA_GPU_OVERHEAD": "100"})
     assert len(loaded.warnings) == 2
