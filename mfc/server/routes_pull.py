@@ -4,14 +4,15 @@ events streamed as Ollama's progress objects.
 The pull runs in a worker thread (it blocks on sockets, disk and hashing); each event crosses
 to the event loop through ``call_soon_threadsafe`` into a queue the NDJSON stream drains.
 ``stream: false`` waits and answers the last object (``{"status": "success"}``) or, as
-Ollama's ``waitForStream`` does, the error with status 500. A client that disconnects does
-not stop the pull: its blobs complete (a later pull finds them) — like the CLI after Ctrl-C,
-what is done stays done.
+Ollama's ``waitForStream`` does, the error with status 500. A client that disconnects from a
+stream stops the pull, as Ollama's request context does: the worker stops at its next progress
+report and the parts already on disk stay for the next pull to resume.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +30,10 @@ from mfc.server.routes_ollama import _parse, _state
 from mfc.store import InvalidNameError, StoreError
 
 _END = object()
+
+
+class _ClientGone(Exception):
+    """Raised in the pull's worker when nobody reads its progress any more."""
 
 
 def progress_line(event: Event) -> dict[str, Any]:
@@ -62,8 +67,11 @@ async def pull(request: Request) -> Response:
         raise ApiError(500, str(exc)) from None
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
+    gone = threading.Event()
 
     def progress(event: Event) -> None:
+        if gone.is_set():
+            raise _ClientGone()
         loop.call_soon_threadsafe(queue.put_nowait, progress_line(event))
 
     def work() -> None:
@@ -73,11 +81,16 @@ async def pull(request: Request) -> Response:
             loop.call_soon_threadsafe(queue.put_nowait, _END)
 
     task = asyncio.ensure_future(asyncio.to_thread(work))
+    # A pull stopped because its client left ends with _ClientGone that nobody awaits.
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def lines() -> AsyncIterator[dict[str, Any]]:
-        while (item := await queue.get()) is not _END:
-            yield item
-        await task  # re-raises the pull's error: the stream's last line
+        try:
+            while (item := await queue.get()) is not _END:
+                yield item
+            await task  # re-raises the pull's error: the stream's last line
+        finally:
+            gone.set()  # closed early (the client left): the worker stops at its next report
 
     if req.stream is False:
         last: dict[str, Any] = {"status": "success"}

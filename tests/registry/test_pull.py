@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -278,3 +280,33 @@ def test_cli_pull(registry: reg.Registry, seeded: dict[str, str], tmp_path: Path
     bad = CliRunner().invoke(cli, ["pull", f"{registry.host}/library/absent:v1"], env=env)
     assert bad.exit_code == 1
     assert f"the registry {registry.host} answered 404" in bad.output
+
+
+def test_server_pull_stops_when_its_client_leaves(
+    proxy: px.Proxy, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    """A streamed /api/pull whose client disconnects stops downloading (Ollama cancels the
+    request's context); what is on disk stays for the next pull to resume."""
+    from mfc.testing.server import start_server, stop_server
+
+    proxy.faults.delay_per_chunk = 0.02  # 24 MiB at 64 KiB per 20 ms: ~8 s
+    store = Store(tmp_path / "models")
+    server = start_server(tmp_path, store)
+    try:
+        body = {"model": f"{proxy.host}/library/big:v1", "stream": True}
+        with httpx.stream("POST", server.url + "/api/pull", json=body, timeout=30) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if json.loads(line).get("completed"):
+                    break  # bytes are flowing: leave
+        time.sleep(2.0)  # the worker notices at its next progress report
+        before = proxy.blob_bytes()
+        time.sleep(1.5)
+        assert proxy.blob_bytes() == before  # nothing more is downloaded
+        assert before < 24 * MiB
+        assert "big" not in " ".join(
+            m["name"] for m in httpx.get(server.url + "/api/tags").json()["models"]
+        )
+        assert "Traceback" not in server.logs()
+    finally:
+        stop_server(server)
