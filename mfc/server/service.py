@@ -23,7 +23,7 @@ import secrets
 import string
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -245,8 +245,6 @@ class Job:
     top_logprobs: int = 0
     context: tuple[int, ...] | None = None  # /api/generate's earlier tokens
     raw: bool = False
-    parse_output: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -269,7 +267,7 @@ class Job:
         unconstrained until the answer starts; then the prompt plus the thinking (up to the
         closing tag) is decoded again under the grammar, so only the answer is constrained.
         """
-        parser = self.parser() if self.parse_output and not self.raw else None
+        parser = None if self.raw else self.parser()
         prompt: str | list[int] = self.prompt
         if self.context:
             prompt = await self._tokens_with_context()
@@ -429,9 +427,7 @@ def _final(done: Done) -> Final:
     )
 
 
-async def chat_job(
-    state: ServerState, req: ol.ChatRequest, *, render: bool = True, relax_thinking: bool = False
-) -> Job:
+async def chat_job(state: ServerState, req: ol.ChatRequest, *, relax_thinking: bool = False) -> Job:
     """Check and render a chat request (Ollama's ChatHandler up to the runner call)."""
     alive = keep_alive(state, req.keep_alive)
     image = await open_model(state, req.model)
@@ -451,7 +447,7 @@ async def chat_job(
     tools = tuple(t.model_dump(by_alias=True, exclude_defaults=True) for t in req.tools or [])
     template = choose_template(image)
     prompt = ""
-    if (req.messages or req.debug_render_only) and render:
+    if req.messages or req.debug_render_only:
         conv = Conversation(
             [template_message(m) for m in req.messages], tools=tools or None, think=think
         )

@@ -5,16 +5,12 @@ feeds the result back, and gets the reasoning split from the answer."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from mfc.build import build_text
-from mfc.store import Store
-from mfc.testing.server import Server, start_server, stop_server
+from mfc.testing.server import Server
 
 TOOLS: Any = [
     {
@@ -33,24 +29,10 @@ TOOLS: Any = [
 ASK: Any = [{"role": "user", "content": "weather in Paris?"}]
 
 
-@pytest.fixture(scope="module")
-def agents(
-    tmp_path_factory: pytest.TempPathFactory, fixture_models: dict[str, Path]
-) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("agents")
-    store = Store(tmp / "models")
-    for name in ("tools", "think"):
-        build_text(f"FROM {fixture_models[name + '.gguf']}\n", Path.cwd(), name, store=store)
-    server = start_server(tmp, store)
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
 @pytest.fixture
-def client(agents: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=agents.url + "/v1", api_key="x", max_retries=0, timeout=60)
+def client(chat_served: Server) -> openai.OpenAI:
+    """The chat fixtures `tools` and `think` (tests/server/conftest.py `chat_served`)."""
+    return openai.OpenAI(base_url=chat_served.url + "/v1", api_key="x", max_retries=0, timeout=60)
 
 
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
