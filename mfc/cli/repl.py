@@ -3,7 +3,8 @@
 Terminal handling only: every decision about prompts, parameters and models
 is made by `mfc.runtime.session.Session`. Ctrl-C while the model answers stops
 that answer (the engine sees a flag at its next step); Ctrl-C at the
-prompt is ignored with a hint; Ctrl-D or `/bye` leaves.
+prompt is ignored with a hint; Ctrl-D or `/bye` leaves. Image paths in a message
+(`./cat.png`, or a line starting `/tmp/cat.png`) become images, as in Ollama's CLI.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mfc.diagnostics.diagnostic import DiagnosticError
+from mfc.runtime.image_paths import is_command_path, prompt_images
 from mfc.runtime.model import ModelImage
 from mfc.runtime.options import UNSUPPORTED, unsupported_warning
 from mfc.runtime.session import Session, Turn
@@ -24,6 +26,8 @@ from mfc.runtime.stats import format_stats
 if TYPE_CHECKING:
     from mfc.build import BuildResult
     from mfc.store.store import Store
+
+COMMANDS = frozenset(("/bye", "/exit", "/?", "/help", "/clear", "/set", "/show", "/load", "/save"))
 
 HELP = """Available Commands:
   /set            Set session variables
@@ -275,7 +279,7 @@ class Repl:
             if not text.strip():
                 continue
             try:
-                if text.startswith("/"):
+                if text.startswith("/") and not self._image_line(text):
                     if self.command(text) == "bye":
                         return 0
                 else:
@@ -285,8 +289,20 @@ class Repl:
             except KeyboardInterrupt:
                 self.say("")
 
+    def _image_line(self, text: str) -> bool:
+        """A line like `/tmp/cat.png what is this` is a message, not an unknown command
+        (Ollama's test; its own commands come first, so `/set system ./a.png` still sets)."""
+        return text.split()[0] not in COMMANDS and is_command_path(text)
+
     def answer(self, text: str) -> None:
-        turn = self.session.ask(text)
+        image = self.session.image
+        prompt, found = prompt_images(
+            text, vision="vision" in image.capabilities(), model=image.name
+        )
+        for each in found:
+            print(f"Added image '{each.path}'", file=self.err, flush=True)
+        images = [each.data for each in found]
+        turn = self.session.ask(prompt, images=images) if images else self.session.ask(prompt)
         width = shutil.get_terminal_size((80, 24)).columns - 5 if self.wordwrap else None
         try:
             write_answer(turn, self.out, width, hide_thinking=self.hide_thinking)

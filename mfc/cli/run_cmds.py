@@ -13,6 +13,7 @@ from mfc.diagnostics.diagnostic import DiagnosticError
 
 if TYPE_CHECKING:
     from mfc.runtime.model import ModelImage
+    from mfc.runtime.session import Session
 
 
 def _image(name: str) -> ModelImage:
@@ -58,6 +59,18 @@ def _fail(exc: DiagnosticError) -> None:
 
     click.echo(render_human(exc.diagnostics), err=True, nl=False)
     sys.exit(1)
+
+
+def _prompt_images(session: Session, text: str) -> tuple[str, list[bytes]]:
+    """The prompt without its image paths and the images' bytes (Ollama's CLI prints
+    "Added image" for each on stderr); MF311/MF312 before anything loads."""
+    from mfc.runtime.image_paths import prompt_images
+
+    image = session.image
+    prompt, images = prompt_images(text, vision="vision" in image.capabilities(), model=image.name)
+    for found in images:
+        click.echo(f"Added image '{found.path}'", err=True)
+    return prompt, [found.data for found in images]
 
 
 THINK_VALUES: dict[str, bool | str] = {"": True, "true": True, "false": False}
@@ -137,6 +150,8 @@ def run(
         with sigint_for_main_thread():
             session = Session(_image(name), format=fmt, think=think_value)
             session.check_think()
+            if parts:  # image paths are read and checked before the model loads
+                text, images = _prompt_images(session, " ".join(parts))
             if not parts:
                 session.engine()  # load now, as `ollama run` does: errors show before the prompt
         if not parts and not interactive:
@@ -156,7 +171,7 @@ def run(
 
         tty = sys.stdout.isatty()
         width = os.get_terminal_size().columns - 5 if not nowordwrap and tty else None
-        turn = session.ask(" ".join(parts))
+        turn = session.ask(text, images=images) if images else session.ask(text)
         try:
             write_answer(turn, sys.stdout, width, hide_thinking=hidethinking, plain=not tty)
         except KeyboardInterrupt:

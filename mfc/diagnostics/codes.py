@@ -159,3 +159,9 @@ IMAGE_UNREADABLE = register(
 THINKING_UNSUPPORTED = register(
     "MF310", "thinking-unsupported", E, "think was asked of a model whose template cannot think"
 )
+IMAGE_FILE = register(
+    "MF311", "image-file", E, "an image path in the prompt is missing, unreadable or no image"
+)
+VISION_UNSUPPORTED = register(
+    "MF312", "vision-unsupported", E, "an image was given to a model without a projector"
+)
