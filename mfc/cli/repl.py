@@ -301,8 +301,7 @@ class Repl:
         )
         for each in found:
             print(f"Added image '{each.path}'", file=self.err, flush=True)
-        images = [each.data for each in found]
-        turn = self.session.ask(prompt, images=images) if images else self.session.ask(prompt)
+        turn = self.session.ask(prompt, [each.data for each in found])
         width = shutil.get_terminal_size((80, 24)).columns - 5 if self.wordwrap else None
         try:
             write_answer(turn, self.out, width, hide_thinking=self.hide_thinking)

@@ -171,7 +171,7 @@ def run(
 
         tty = sys.stdout.isatty()
         width = os.get_terminal_size().columns - 5 if not nowordwrap and tty else None
-        turn = session.ask(text, images=images) if images else session.ask(text)
+        turn = session.ask(text, images)
         try:
             write_answer(turn, sys.stdout, width, hide_thinking=hidethinking, plain=not tty)
         except KeyboardInterrupt:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from PIL import Image
 
 from mfc.build import build_text
 from mfc.store import Descriptor, Manifest, Store
 from mfc.store import media_types as mt
+from mfc.testing.vision import BLUE, BLUE_CONTINUATION, RED, RED_CONTINUATION, image_png
 
 MFC = [sys.executable, "-m", "mfc"]
 
@@ -40,7 +40,7 @@ def with_projector(store: Store, name: str, projector: Path) -> None:
 
 
 def build(store: Store, name: str, model: Path, projector: Path | None = None) -> None:
-    text = f"FROM {model}\nPARAMETER temperature 0\nPARAMETER num_predict 8\n"
+    text = f"FROM {model}\nPARAMETER temperature 0\nPARAMETER num_predict 30\n"
     build_text(text, model.parent, name, store=store)
     if projector is not None:
         with_projector(store, name, projector)
@@ -48,12 +48,68 @@ def build(store: Store, name: str, model: Path, projector: Path | None = None) -
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    """The directory `mfc run` runs in: a red PNG, a text file named like an image."""
+    """The directory `mfc run` runs in: red and blue images, a text file named like one."""
     work = tmp_path / "work"
-    work.mkdir()
-    Image.new("RGB", (8, 8), (255, 0, 0)).save(work / "red.png")
+    (work / "my pics").mkdir(parents=True)
+    (work / "red.png").write_bytes(image_png(RED))
+    (work / "my pics" / "blue.JPG").write_bytes(image_png(BLUE))  # a PNG: the name is not sniffed
     (work / "notes.png").write_text("not a picture")
     return work
+
+
+@pytest.fixture
+def vis(fixture_models: dict[str, Path], mfc_home: Path) -> str:
+    """The counter with the fixture projector: red reads as `r`, blue as `b`."""
+    store = Store.from_env()
+    build(store, "vis", fixture_models["counter-f32.gguf"], fixture_models["vision-proj.gguf"])
+    return "vis"
+
+
+def test_run_with_an_image_path(vis: str, work: Path, mfc_home: Path) -> None:
+    result = mfc("run", vis, "./red.png", cwd=work, home=mfc_home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == RED_CONTINUATION + "\n"
+    assert result.stderr == "Added image './red.png'\n"  # as Ollama's CLI says it
+
+
+def test_run_with_a_quoted_path_with_spaces(vis: str, work: Path, mfc_home: Path) -> None:
+    result = mfc("run", vis, "'./my pics/blue.JPG'", cwd=work, home=mfc_home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == BLUE_CONTINUATION + "\n"
+    # The text stays, after the image (Ollama's order): the counter continues the text.
+    result = mfc("run", vis, "./my\\ pics/blue.JPG", "abc", cwd=work, home=mfc_home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("defgh")
+
+
+def test_repl_takes_image_paths(vis: str, work: Path, mfc_home: Path) -> None:
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "mfc", "run", vis],
+        cwd=str(work),
+        env={**os.environ, "MFC_MODELS": str(mfc_home), "TERM": "dumb", "COLUMNS": "200"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+    )
+    try:
+        child.expect_exact(">>> ")
+        child.sendline("./red.png")
+        child.expect_exact(">>> ")
+        assert "Added image './red.png'" in child.before
+        assert RED_CONTINUATION in child.before
+        # A line starting with an absolute image path is a message; the first image stays
+        # in the conversation and the answer follows the newest one.
+        child.sendline(f'"{work}/my pics/blue.JPG"')
+        child.expect_exact(">>> ")
+        assert BLUE_CONTINUATION in child.before
+        child.sendline("./nothing.png")
+        child.expect_exact(">>> ")
+        assert "error[MF311]: image `./nothing.png`" in child.before
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.terminate(force=True)
 
 
 @pytest.fixture
@@ -124,8 +180,8 @@ def test_text_only_model_keeps_a_path_that_names_no_file(
     """As Ollama's CLI: a text model's prompt is sent as typed (the counter continues it)."""
     result = mfc("run", text_only, "abc ./nothing.png", cwd=work, home=mfc_home)
     assert result.returncode == 0, result.stderr
-    # The path is still in the prompt: the counter continues "…png" (without it: "defghijk").
-    assert result.stdout.strip() == "hijklmno"
+    # The path is still in the prompt: the counter continues "…png" (without it: "def…").
+    assert result.stdout.strip() == "hijklmnopqrstuvwxyz"
 
 
 def test_repl_image_errors_keep_the_session(
