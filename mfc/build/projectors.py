@@ -7,7 +7,7 @@ projector is decided by its header, by Ollama's rule (``gguf_meta.is_projector_k
 
 ``plan_froms`` reads the headers (the build cache's facts when the file is known),
 picks the FROM the text model comes from and the projector, and checks the projector
-on its own (its type, its tensors and keys: ``projector_rules``) — all before anything
+on its own (its type, its tensors and keys: ``mfc.gguf_projector``) — all before anything
 is stored. The check against the text model (its output width against the model's
 embedding length) runs as the model's file is inspected, before it is stored
 (``Context.check_model``), and again on the resolved base (a base from the store).
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfc.build import projector_rules as rules
+from mfc import gguf_projector as rules
 from mfc.build.caches import BuildCache, FileKey
 from mfc.build.events import Events
 from mfc.build.inputs import InputFile, ingest
