@@ -18,7 +18,6 @@ from mfc.store import media_types as mt
 from mfc.store.image import read_image
 from mfc.store.store import Store
 
-
 MERGED = "FROM ./counter-f16.gguf\nFROM ./counter-f32.gguf\n"
 
 
