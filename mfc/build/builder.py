@@ -2,11 +2,14 @@
 
 ``Builder`` orchestrates; each step is a module with one job:
 
+0. read the FROM lines (``projectors``): which one the text model comes from, which
+   file is a projector (its header says), and check the projector on its own;
 1. resolve FROM through the resolver table (``sources``: file or directory or split
    set, another Modelfile built first, a store name or digest, the registry cache)
    into a ``ResolvedBase``, and every ADAPTER (``adapter_inputs``) — a file is
    inspected (GGUF header) *before* it is copied, copied in one pass while hashed, or
-   only hashed when the build does not keep it (``inputs``);
+   only hashed when the build does not keep it (``inputs``); the projector is checked
+   against the model's header before the model is stored, then stored itself;
 2. quantize the model layer (``quantize_step``), from the input where it lies;
 3. assemble layers and the config blob (``assemble``, inheritance rules in ``compose``);
 4. compare with ``Modelfile.lock`` when ``--locked`` (``lockcheck``);
