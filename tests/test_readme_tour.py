@@ -144,3 +144,38 @@ def test_sharing_block_runs_as_written(tmp_path: Path) -> None:
     sizes = re.search(r"\((.+?), (.+?) downloaded\)", outputs["pull"])
     assert sizes and sizes.group(1) == sizes.group(2), outputs["pull"]  # gc left no blob behind
     assert outputs["run"].strip() == "defghijklmnopqrstuvwxyz"
+
+
+def test_vision_block_runs_as_written(tmp_path: Path) -> None:
+    """`make fixtures` (what it runs), then build, show and run the vision model: the red and
+    blue images in examples/vision are read as "r" and "b" by the counter."""
+    from mfc.testing.vision import BLUE, BLUE_CONTINUATION, RED, RED_CONTINUATION, image_png
+
+    # The committed images are exactly the fixture's (so the continuations are known).
+    assert (ROOT / "examples" / "vision" / "red.png").read_bytes() == image_png(RED)
+    assert (ROOT / "examples" / "vision" / "blue.png").read_bytes() == image_png(BLUE)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(ROOT / "examples", work / "examples")
+    env = dict(os.environ, MFC_MODELS=str(tmp_path / "models"))
+    commands = tour_commands("Vision")
+    assert commands[0] == "make fixtures"
+    make = re.search(r"^fixtures:.*\n\t\$\(PY\) (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert make, "the Makefile lost its fixtures target"
+    outputs: dict[str, str] = {}
+    for command in commands:
+        args = make.group(1) if command == "make fixtures" else f"-m mfc {command[4:]}"
+        result = subprocess.run(
+            f"{sys.executable} {args}",
+            shell=True,
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+        outputs[command] = result.stdout
+    assert "Projector" in outputs["mfc show vis"]
+    assert outputs["mfc run vis ./examples/vision/red.png"] == RED_CONTINUATION + "\n"
+    assert outputs["mfc run vis ./examples/vision/blue.png"] == BLUE_CONTINUATION + "\n"

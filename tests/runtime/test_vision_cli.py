@@ -40,10 +40,10 @@ def with_projector(store: Store, name: str, projector: Path) -> None:
 
 
 def build(store: Store, name: str, model: Path, projector: Path | None = None) -> None:
-    text = f"FROM {model}\nPARAMETER temperature 0\nPARAMETER num_predict 30\n"
+    """A Modelfile build; with ``projector``, a second FROM line (Ollama's spelling)."""
+    also = f"FROM {projector}\n" if projector is not None else ""
+    text = f"FROM {model}\n{also}PARAMETER temperature 0\nPARAMETER num_predict 30\n"
     build_text(text, model.parent, name, store=store)
-    if projector is not None:
-        with_projector(store, name, projector)
 
 
 @pytest.fixture
@@ -118,7 +118,9 @@ def unloadable(vocab_gguf: Callable[..., Path], mfc_home: Path) -> str:
     reported instead of MF308 proves the image was checked before anything loaded."""
     store = Store.from_env()
     model = vocab_gguf("vocab.gguf", ["<s>", "a", "b"])
-    build(store, "broken-vis", model, projector=model)
+    build(store, "broken-vis", model)
+    # The builder would refuse this pair, so the projector layer goes in by hand.
+    with_projector(store, "broken-vis", model)
     return "broken-vis"
 
 
