@@ -11,13 +11,15 @@ the same run, alternating, so the shared machine's noise hits both sides alike:
     bigger random "mlp" (LLaVA-1.5 style) projector generated here: 336 px, 14 px patches
     (576 tokens), 384 wide, 3 blocks (2 run: llava reads the features before the last), onto
     bench/serve.py's 0.4B "small" model (or its 128-wide "tiny" one with --quick).
-(b) batching — `mfc serve`, N text streams decoding alone, then the same streams while image
-    requests arrive back to back (one in flight): each stream's decode rate (tokens/s after its
-    first token) with images / alone, and whether each stream's text is unchanged (greedy).
+(b) batching — `mfc serve`, N text streams decoding alone, then the same streams while
+    --images image requests (default 1) arrive one after the other once they have started: each
+    stream's throughput (its tokens / its time, request to end) with the images / alone, the longest
+    wait between two tokens of a stream (the stall an image causes) with / without, and whether
+    each stream's text is unchanged (greedy).
 (c) llama.cpp's own llama-server (bench/llama_server.py: the same vendored llama.cpp, run on the
     wheel's libraries, `--mmproj` the same projector): the same image request's time to first
-    token, mfc / llama-server; and (b)'s scenario on llama-server, its with/alone ratio printed
-    as the baseline of mfc's.
+    token, and a text prompt's of as many tokens, mfc / llama-server; then (b) on llama-server,
+    whose with/without ratios are the baseline for mfc's.
 
 The table: value and baseline are medians over the rounds; ratio is the median (min-max) of the
 per-round ratios value / baseline; best is min(value) / min(baseline), each side's least
@@ -28,7 +30,7 @@ The big projector and the models are cached under ~/.cache/mfc/ (bench-vision/, 
 for the text models), not committed. The vision model goes into bench-serve's store with the
 store API (the text model's manifest plus a projector layer).
 
-    python bench/vision.py                  # all of it, small model (~10 min on 2 cores)
+    python bench/vision.py                  # all of it, small model (~15 min on 2 idle cores)
     python bench/vision.py --quick          # tiny text model, 3 rounds (~2 min)
     python bench/vision.py --only encode    # comma list of: encode, batch, llama
     python bench/vision.py --json out.json  # also write the results
@@ -41,6 +43,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import os
 import statistics
@@ -381,14 +384,46 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def timed(
+    parse: Callable[[bytes, Result], bool], times: list[float] | None
+) -> Callable[[bytes, Result], bool]:
+    """``parse``, also appending the arrival time of each piece of text to ``times``."""
+    if times is None:
+        return parse
+
+    def wrapped(line: bytes, r: Result) -> bool:
+        before = len(r.text)
+        done = parse(line, r)
+        if len(r.text) > before:
+            times.append(time.perf_counter())
+        return done
+
+    return wrapped
+
+
 class MfcSide:
     name = "mfc"
 
     def __init__(self, server: serve.Mfc):
         self.s = server
 
-    def text(self, prompt: str, n: int, started: threading.Event | None = None) -> Result:
-        return self.s.generate(prompt, n, started)
+    def text(
+        self,
+        prompt: str,
+        n: int,
+        started: threading.Event | None = None,
+        times: list[float] | None = None,
+    ) -> Result:
+        body = {
+            "model": self.s.model,
+            "prompt": prompt,
+            "raw": True,
+            "stream": True,
+            "keep_alive": -1,
+            "options": self.s.options(n),
+        }
+        parse = timed(serve._mfc_line, times)
+        return serve.stream(self.s.port, "/api/generate", body, parse, started=started)
 
     def image(self, data: bytes, n: int) -> Result:
         body = {
@@ -467,9 +502,16 @@ class LlamaSide:
             "seed": 0,
         }
 
-    def text(self, prompt: str, n: int, started: threading.Event | None = None) -> Result:
+    def text(
+        self,
+        prompt: str,
+        n: int,
+        started: threading.Event | None = None,
+        times: list[float] | None = None,
+    ) -> Result:
         body = self._body(prompt, n)
-        return serve.stream(self.s.port, "/completion", body, serve._llama_line, started=started)
+        parse = timed(serve._llama_line, times)
+        return serve.stream(self.s.port, "/completion", body, parse, started=started)
 
     def image(self, data: bytes, n: int) -> Result:
         prompt = {"prompt_string": LLAMA_MARKER + IMAGE_SUFFIX, "multimodal_data": [b64(data)]}
@@ -483,74 +525,93 @@ Side = MfcSide | LlamaSide
 
 
 def streams(
-    side: Side, prompts: list[str], n: int, feed: bool, seed: int
-) -> tuple[list[Result], int]:
-    """N text streams at once; with ``feed``, image requests back to back until they end."""
+    side: Side, prompts: list[str], n: int, images: int, seed: int
+) -> tuple[list[Result], list[float], list[Result]]:
+    """N text streams at once; once they have started, ``images`` image requests, one after
+    the other. Returns the streams, each stream's longest wait between two pieces of text
+    (seconds), and the image requests."""
     started = threading.Event()
-    stop = threading.Event()
-    images: list[Result] = []
+    sent: list[Result] = []
 
     def feeder() -> None:
         started.wait(600)
-        k = 0
-        while not stop.is_set():
-            images.append(side.image(photo(seed * 1000 + k), 1))
-            k += 1
+        for k in range(images):
+            sent.append(side.image(photo(seed * 1000 + k), 1))
 
-    th = threading.Thread(target=feeder) if feed else None
+    th = threading.Thread(target=feeder) if images else None
     if th:
         th.start()
+    times: list[list[float]] = [[] for _ in prompts]
     calls: list[Callable[[], Result]] = [
-        (lambda p=p, i=i: side.text(p, n, started if i == 0 else None))
+        (lambda p=p, i=i: side.text(p, n, started if i == 0 else None, times[i]))
         for i, p in enumerate(prompts)
     ]
     try:
         _, results = serve.concurrent(calls)
     finally:
-        stop.set()
         started.set()
         if th:
             th.join()
     for r in results:
         check(r, n, side.name)
-    for r in images:
+    for r in sent:
         if r.error:
             raise RuntimeError(f"{side.name} image request: {r.error}")
-    return results, len(images)
+    gaps = [max((b - a for a, b in itertools.pairwise(t)), default=0.0) for t in times]
+    return results, gaps, sent
 
 
-def batching(side: Side, n_streams: int, n: int, rounds: int) -> Row:
-    row = Row(
-        f"{side.name}: {n_streams} streams' decode, images arriving",
+def throughput(r: Result) -> float:
+    """A stream's tokens over its whole time, request to last byte: robust to a server that
+    sends several tokens in one piece (mfc's runner does when the client lags), and it counts
+    every stall, however the stream's pieces fall around it."""
+    return r.n_tokens / (r.t_end - r.t_send)
+
+
+def batching(side: Side, n_streams: int, n: int, images: int, rounds: int) -> None:
+    """(b): the streams' decode rate with ``images`` image requests arriving / without, and the
+    longest stall of a stream (the wait between two of its tokens) with / without."""
+    label = f"{images} image{'s' * (images != 1)}"
+    rate = Row(
+        f"{side.name}: {n_streams} streams' tok/s, {label} arriving",
         "tok/s",
         base_name=f"the same {n_streams} streams, no images",
     )
-    same = total = images = 0
+    stall = Row(
+        f"{side.name}: longest wait between 2 tokens",
+        "ms",
+        base_name=f"the same {n_streams} streams, no images",
+    )
+    same = total = 0
+    image_ms: list[float] = []
     for r in range(rounds):
         prompts = [text(16) for _ in range(n_streams)]
-        got: dict[bool, list[Result]] = {}
+        got: dict[bool, tuple[list[Result], list[float]]] = {}
         for feed in [False, True] if r % 2 == 0 else [True, False]:
-            got[feed], k = streams(side, prompts, n, feed, seed=r)
-            images += k
-        rate = {f: statistics.mean(x.decode_rate for x in got[f]) for f in got}
-        row.value.append(rate[True])
-        row.base.append(rate[False])
-        row.load.append(load1())
-        for a, b in zip(got[True], got[False], strict=True):
+            results, gaps, sent = streams(side, prompts, n, images if feed else 0, seed=r)
+            got[feed] = (results, gaps)
+            image_ms += [(x.t_first - x.t_send) * 1e3 for x in sent]
+        for feed, values in ((True, rate.value), (False, rate.base)):
+            values.append(statistics.mean(throughput(x) for x in got[feed][0]))
+        stall.value.append(max(got[True][1]) * 1e3)
+        stall.base.append(max(got[False][1]) * 1e3)
+        rate.load.append(load1())
+        stall.load.append(load1())
+        for a, b in zip(got[True][0], got[False][0], strict=True):
             same += "".join(a.text) == "".join(b.text)
             total += 1
-    row.note = (
-        f"{images} image requests during {rounds} rounds; each stream's text unchanged by the "
-        f"images: {same}/{total}"
+    rate.note = f"each stream's text unchanged by the images: {same}/{total}"
+    stall.note = (
+        f"an image request's own time to first token: {statistics.median(image_ms):.0f} ms (median)"
     )
-    ROWS.append(row)
-    s = row.summary()
-    print(
-        f"  {row.scenario}: {fmt(s['value_median'])} vs {fmt(s['baseline_median'])} tok/s, "
-        f"ratio {fmt(s['ratio_median'])}; {row.note}",
-        flush=True,
-    )
-    return row
+    ROWS.extend([rate, stall])
+    for row in (rate, stall):
+        s = row.summary()
+        print(
+            f"  {row.scenario}: {fmt(s['value_median'])} vs {fmt(s['baseline_median'])} "
+            f"{row.unit}, ratio {fmt(s['ratio_median'])}; {row.note}",
+            flush=True,
+        )
 
 
 def first_token(fn: Callable[..., Result], *args: Any) -> float:
@@ -628,7 +689,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny text model, 3 rounds")
     ap.add_argument("--rounds", type=int, help="rounds per scenario (default 5; quick 3)")
     ap.add_argument("--streams", type=int, default=3, help="text streams in (b) (default 3)")
-    ap.add_argument("--tokens", type=int, help="tokens per text stream (default 96; quick 64)")
+    ap.add_argument("--tokens", type=int, help="tokens per text stream (default 48; quick 64)")
+    ap.add_argument(
+        "--images", type=int, default=1, help="image requests during the streams in (b) (1)"
+    )
     ap.add_argument("--only", help="comma list of: encode, batch, llama (default all)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--_encode", help=argparse.SUPPRESS)
@@ -637,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(encode_child(json.loads(args._encode))))
         return 0
     rounds = args.rounds or (3 if args.quick else 5)
-    n_tokens = args.tokens or (64 if args.quick else 96)
+    n_tokens = args.tokens or (64 if args.quick else 48)
     only = set(args.only.split(",")) if args.only else {"encode", "batch", "llama"}
     shape = serve.TINY if args.quick else serve.SMALL
     print(
@@ -669,13 +733,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"(b) batching, mfc serve ({tag}, {np_} slots)")
                 with mfc_server(store, tag, np_, ctx, logs / "mfc.log") as m:
                     if "batch" in only:
-                        batching(m, args.streams, n_tokens, rounds)
+                        batching(m, args.streams, n_tokens, args.images, rounds)
                     if exe is not None:
                         print("(c) llama-server baseline (--mmproj)")
                         with llama_vision(exe, blob, big, np_, ctx, logs / "llama.log") as ll:
                             versus_llama(m, ll, BIG.tokens, rounds)
                             if "batch" in only:
-                                batching(ll, args.streams, n_tokens, rounds)
+                                batching(ll, args.streams, n_tokens, args.images, rounds)
         except BaseException:
             for log in sorted(logs.glob("*.log")):
                 tail = log.read_text(errors="replace").splitlines()[-25:]
