@@ -35,6 +35,7 @@ IMAGE_PATH = re.compile(
 """Ollama's ``(?:[a-zA-Z]:)?(?:\\./|/|\\\\)[\\S\\\\ ]+?\\.(?i:jpg|jpeg|png|webp|wav)\\b``
 (Go's ``\\s`` is ``[\\t\\n\\f\\r ]``, so its class is "anything but those four"), plus ``~/``."""
 
+_EXTENSION = re.compile(r"\.(?i:jpg|jpeg|png|webp)\b", re.ASCII)
 _PATH_START = re.compile(r"(?:~(?=/)|[a-zA-Z]:)?(?:\./|/|\\)", re.ASCII)
 _OPENERS = frozenset("\"'`([{<")
 _QUOTES = ("'", '"')
@@ -76,10 +77,31 @@ def _starts_word(text: str, i: int) -> bool:
     return before.isspace() and not (before == " " and i >= 2 and text[i - 2] == "\\")
 
 
+def _searchable(text: str) -> list[tuple[int, int]]:
+    """Each line cut after its last image extension: where `IMAGE_PATH` can match.
+
+    A match never crosses a line break and ends at an extension, so nothing after a line's
+    last extension can match; searching it anyway is what makes a backtracking engine
+    quadratic (every ``/`` of a long pasted line scanning to the line's end). Go's RE2 is
+    linear; this keeps Python's so.
+    """
+    spans: list[tuple[int, int]] = []
+    line, seen = 0, 0  # the current line's start; text before `seen` has been looked at
+    for ext in _EXTENSION.finditer(text):
+        line = max(line, *(text.rfind(c, seen, ext.start()) + 1 for c in "\t\n\f\r"))
+        seen = ext.end()
+        if spans and spans[-1][1] >= line:
+            spans[-1] = (spans[-1][0], ext.end())
+        else:
+            spans.append((line, ext.end()))
+    return spans
+
+
 def find_mentions(text: str) -> list[Mention]:
     """Every `IMAGE_PATH` match in ``text`` (Ollama's ``extractFileNames``), with its choices."""
     mentions = []
-    for m in IMAGE_PATH.finditer(text):
+    found = (m for a, b in _searchable(text) for m in IMAGE_PATH.finditer(text, a, b))
+    for m in found:
         start, end = m.span()
         choices = [(start, end)]
         for i in range(start + 1, end):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mfc.runtime.image_paths import (
+    IMAGE_PATH,
     ImagePathError,
     extract,
     is_command_path,
@@ -212,3 +213,19 @@ def test_a_path_after_any_text_is_found(text: str, path: str) -> None:
     got = extract(full, files(path_of(path, home="/h")), home="/h")
     assert len(got.prompt) <= len(full)
     assert path_of(path, home="/h") in got.paths
+
+
+PATHY = st.text(alphabet="ab/.\\ \t\n'\"~C:pngjwebPNG", max_size=80)
+
+
+@given(text=PATHY)
+def test_the_linear_search_finds_what_the_plain_pattern_finds(text: str) -> None:
+    """find_mentions searches only up to each line's last extension: the same matches."""
+    assert mention_strings(text) == [m.group(0) for m in IMAGE_PATH.finditer(text)]
+
+
+def test_a_long_pasted_line_is_searched_in_linear_time() -> None:
+    # Every `/` after the last extension would scan to the line's end: 10^10 steps unguarded.
+    text = "./a.png " + "x/" * 100_000 + "\n" + "/b.png " * 10_000 + "y/" * 100_000
+    found = mention_strings(text)
+    assert found[0] == "./a.png" and found[1:] == ["/b.png"] * 10_000
