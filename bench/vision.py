@@ -11,11 +11,12 @@ the same run, alternating, so the shared machine's noise hits both sides alike:
     bigger random "mlp" (LLaVA-1.5 style) projector generated here: 336 px, 14 px patches
     (576 tokens), 384 wide, 3 blocks (2 run: llava reads the features before the last), onto
     bench/serve.py's 0.4B "small" model (or its 128-wide "tiny" one with --quick).
-(b) batching — `mfc serve`, N text streams decoding alone, then the same streams while
-    --images image requests (default 1) arrive one after the other once they have started: each
-    stream's throughput (its tokens / its time, request to end) with the images / alone, the longest
-    wait between two tokens of a stream (the stall an image causes) with / without, and whether
-    each stream's text is unchanged (greedy).
+(b) batching — `mfc serve`, N text streams decoding alone; the same streams while --images
+    image requests (default 1) arrive one after the other once they have started; and, the
+    control, while as many text prompts of the image's length arrive instead. Each stream's
+    throughput (its tokens / its time, request to end) with arrivals / alone, the longest wait
+    between two tokens of a stream (the stall) with an image / with the same-length text, and
+    whether each stream's text is unchanged (greedy).
 (c) llama.cpp's own llama-server (bench/llama_server.py: the same vendored llama.cpp, run on the
     wheel's libraries, `--mmproj` the same projector): the same image request's time to first
     token, and a text prompt's of as many tokens, mfc / llama-server; then (b) on llama-server,
@@ -31,7 +32,7 @@ for the text models), not committed. The vision model goes into bench-serve's st
 store API (the text model's manifest plus a projector layer).
 
     python bench/vision.py                  # all of it, small model (~15 min on 2 idle cores)
-    python bench/vision.py --quick          # tiny text model, 3 rounds (~2 min)
+    python bench/vision.py --quick          # smoke run: tiny text model, 3 rounds (~2 min)
     python bench/vision.py --only encode    # comma list of: encode, batch, llama
     python bench/vision.py --json out.json  # also write the results
 """
@@ -525,20 +526,20 @@ Side = MfcSide | LlamaSide
 
 
 def streams(
-    side: Side, prompts: list[str], n: int, images: int, seed: int
+    side: Side, prompts: list[str], n: int, arrivals: list[Callable[[], Result]]
 ) -> tuple[list[Result], list[float], list[Result]]:
-    """N text streams at once; once they have started, ``images`` image requests, one after
+    """N text streams at once; once they have started, the ``arrivals`` requests, one after
     the other. Returns the streams, each stream's longest wait between two pieces of text
-    (seconds), and the image requests."""
+    (seconds), and the arrivals' results."""
     started = threading.Event()
     sent: list[Result] = []
 
     def feeder() -> None:
         started.wait(600)
-        for k in range(images):
-            sent.append(side.image(photo(seed * 1000 + k), 1))
+        for call in arrivals:
+            sent.append(call())
 
-    th = threading.Thread(target=feeder) if images else None
+    th = threading.Thread(target=feeder) if arrivals else None
     if th:
         th.start()
     times: list[list[float]] = [[] for _ in prompts]
@@ -556,7 +557,7 @@ def streams(
         check(r, n, side.name)
     for r in sent:
         if r.error:
-            raise RuntimeError(f"{side.name} image request: {r.error}")
+            raise RuntimeError(f"{side.name} request during the streams: {r.error}")
     gaps = [max((b - a for a, b in itertools.pairwise(t)), default=0.0) for t in times]
     return results, gaps, sent
 
@@ -568,44 +569,58 @@ def throughput(r: Result) -> float:
     return r.n_tokens / (r.t_end - r.t_send)
 
 
-def batching(side: Side, n_streams: int, n: int, images: int, rounds: int) -> None:
-    """(b): the streams' decode rate with ``images`` image requests arriving / without, and the
-    longest stall of a stream (the wait between two of its tokens) with / without."""
+def batching(side: Side, n_streams: int, n: int, images: int, positions: int, rounds: int) -> None:
+    """(b): the streams with ``images`` image requests arriving, against the same streams alone
+    and against the same streams with as many text requests of the image's length arriving
+    (the control: what any prompt of that size costs the others)."""
     label = f"{images} image{'s' * (images != 1)}"
+    alone = f"the same {n_streams} streams, nothing arriving"
+    control = f"{images} text prompt(s) of {positions} tok instead"
     rate = Row(
-        f"{side.name}: {n_streams} streams' tok/s, {label} arriving",
-        "tok/s",
-        base_name=f"the same {n_streams} streams, no images",
+        f"{side.name}: {n_streams} streams' tok/s, {label} arriving", "tok/s", base_name=alone
     )
-    stall = Row(
-        f"{side.name}: longest wait between 2 tokens",
-        "ms",
-        base_name=f"the same {n_streams} streams, no images",
-    )
-    same = total = 0
-    image_ms: list[float] = []
+    rate_t = Row(f"{side.name}: the same, {control}", "tok/s", base_name=alone)
+    stall = Row(f"{side.name}: longest wait between 2 tokens, {label}", "ms", base_name=control)
+    same = {"image": 0, "text": 0}
+    total = 0
+    own: dict[str, list[float]] = {"image": [], "text": []}
     for r in range(rounds):
         prompts = [text(16) for _ in range(n_streams)]
-        got: dict[bool, tuple[list[Result], list[float]]] = {}
-        for feed in [False, True] if r % 2 == 0 else [True, False]:
-            results, gaps, sent = streams(side, prompts, n, images if feed else 0, seed=r)
-            got[feed] = (results, gaps)
-            image_ms += [(x.t_first - x.t_send) * 1e3 for x in sent]
-        for feed, values in ((True, rate.value), (False, rate.base)):
-            values.append(statistics.mean(throughput(x) for x in got[feed][0]))
-        stall.value.append(max(got[True][1]) * 1e3)
-        stall.base.append(max(got[False][1]) * 1e3)
-        rate.load.append(load1())
-        stall.load.append(load1())
-        for a, b in zip(got[True][0], got[False][0], strict=True):
-            same += "".join(a.text) == "".join(b.text)
+        pictures = [photo(r * 1000 + k) for k in range(images)]
+        texts = [text(positions) for _ in range(images)]
+        kinds: dict[str, list[Callable[[], Result]]] = {
+            "none": [],
+            "image": [lambda d=d: side.image(d, 1) for d in pictures],
+            "text": [lambda t=t: side.text(t, 1) for t in texts],
+        }
+        order = list(kinds) if r % 2 == 0 else list(kinds)[::-1]
+        got: dict[str, tuple[list[Result], list[float]]] = {}
+        for kind in order:
+            results, gaps, sent = streams(side, prompts, n, kinds[kind])
+            got[kind] = (results, gaps)
+            own.get(kind, []).extend((x.t_first - x.t_send) * 1e3 for x in sent)
+        tput = {k: statistics.mean(throughput(x) for x in got[k][0]) for k in got}
+        rate.value.append(tput["image"])
+        rate.base.append(tput["none"])
+        rate_t.value.append(tput["text"])
+        rate_t.base.append(tput["none"])
+        stall.value.append(max(got["image"][1]) * 1e3)
+        stall.base.append(max(got["text"][1]) * 1e3)
+        for row in (rate, rate_t, stall):
+            row.load.append(load1())
+        for i, base in enumerate(got["none"][0]):
+            for kind in ("image", "text"):
+                same[kind] += "".join(got[kind][0][i].text) == "".join(base.text)
             total += 1
-    rate.note = f"each stream's text unchanged by the images: {same}/{total}"
+    rate.note = f"each stream's text unchanged by the images: {same['image']}/{total}"
+    rate_t.note = f"each stream's text unchanged by the text prompts: {same['text']}/{total}"
     stall.note = (
-        f"an image request's own time to first token: {statistics.median(image_ms):.0f} ms (median)"
+        f"the arriving request's own time to first token: image "
+        f"{statistics.median(own['image']):.0f} ms, text {statistics.median(own['text']):.0f} ms"
+        f" (medians); streams alone: {statistics.median(rate.base):.3g} tok/s"
     )
-    ROWS.extend([rate, stall])
-    for row in (rate, stall):
+    ROWS.extend([rate, rate_t, stall])
+    for row in (rate, rate_t, stall):
         s = row.summary()
         print(
             f"  {row.scenario}: {fmt(s['value_median'])} vs {fmt(s['baseline_median'])} "
@@ -733,13 +748,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"(b) batching, mfc serve ({tag}, {np_} slots)")
                 with mfc_server(store, tag, np_, ctx, logs / "mfc.log") as m:
                     if "batch" in only:
-                        batching(m, args.streams, n_tokens, args.images, rounds)
+                        batching(m, args.streams, n_tokens, args.images, BIG.tokens, rounds)
                     if exe is not None:
                         print("(c) llama-server baseline (--mmproj)")
                         with llama_vision(exe, blob, big, np_, ctx, logs / "llama.log") as ll:
                             versus_llama(m, ll, BIG.tokens, rounds)
                             if "batch" in only:
-                                batching(ll, args.streams, n_tokens, args.images, rounds)
+                                batching(
+                                    ll, args.streams, n_tokens, args.images, BIG.tokens, rounds
+                                )
         except BaseException:
             for log in sorted(logs.glob("*.log")):
                 tail = log.read_text(errors="replace").splitlines()[-25:]
