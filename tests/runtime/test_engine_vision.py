@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,9 +233,10 @@ def test_only_the_text_before_the_first_image_is_reused(fixture_models: dict[str
 
 
 @contextlib.contextmanager
-def paused(engine: Engine) -> Iterator[None]:
-    """Hold the engine thread between two steps: what is submitted meanwhile is
-    taken in together when the block ends (as in test_engine.py)."""
+def paused(engine: Engine, expect: int) -> Iterator[None]:
+    """Hold the engine thread between two steps: the `expect` requests submitted meanwhile
+    are taken in together when the block ends (as in test_engine.py). Image requests reach
+    the engine's inbox only once the image thread has decoded them: wait for all first."""
     entered, gate = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -246,6 +248,9 @@ def paused(engine: Engine) -> Iterator[None]:
     entered.wait()
     try:
         yield
+        deadline = time.monotonic() + 60
+        while engine.waiting < expect and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         gate.set()
         holder.join()
@@ -275,7 +280,7 @@ def test_image_and_text_requests_batched_give_their_solo_outputs(parallel: Engin
         vision.RED_CONTINUATION,
     ]
     before = parallel.counters
-    with paused(parallel):  # all arrive together: 4 run at once, 3 wait for a slot
+    with paused(parallel, len(MIXED)):  # all arrive together: 4 run at once, 3 wait
         gens = [parallel.generate(p, GREEDY, images=imgs) for p, imgs in MIXED]
     assert [g.result() for g in gens] == solo
     after = parallel.counters
@@ -292,7 +297,7 @@ def test_an_image_larger_than_num_batch_is_decoded_in_pieces(
     with vision_engine(fixture_models, tiny_batch, n_seq_max=2) as e:
         alone = e.generate("ab" + MEDIA_MARKER + "c", GREEDY, images=[RED])
         assert alone.result() == expected_continuation("c")
-        with paused(e):
+        with paused(e, 2):
             text = e.generate("abc", GREEDY)
             image = e.generate(MEDIA_MARKER, GREEDY, images=[BLUE])
         assert image.result() == vision.BLUE_CONTINUATION
