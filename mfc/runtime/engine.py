@@ -33,6 +33,17 @@ streams, then trimmed) when it saves enough decoding.
 
 Embeddings use a second context on the same weights, created on first use, so
 they never touch a chat's KV cells.
+
+Images (a vision model: the weights plus a projector, loaded with libmtmd through
+`llama_cpp.mtmd_cpp`): the prompt marks each image with `MEDIA_MARKER`; libmtmd splits
+it into text chunks and image chunks. Text chunks ride the shared batch as any prompt.
+When a sequence reaches an image chunk, the step first encodes it with the projector and
+decodes its embeddings for that sequence alone (its own `llama_batch` of embeddings, in
+n_batch pieces, at the sequence's next positions), then builds the shared batch as usual:
+at most one image per step, so a running stream waits for at most one encode. In the KV
+bookkeeping an image is a run of negative placeholder "tokens", unique to that image, so
+a prefix never matches across an image: only the text before a prompt's first image is
+ever reused.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import dataclasses
+import itertools
 import os
 import queue
 import signal
@@ -52,6 +64,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from mfc.runtime.llama_log import LLAMA_LOG, reason
+from mfc.runtime.media import MEDIA_MARKER, ImageError, decode_image, image_size
 from mfc.runtime.model import Adapter
 from mfc.runtime.options import LoadOptions, SamplingOptions
 from mfc.runtime.stats import Stats
@@ -112,6 +125,10 @@ class Counters:
     generations: int = 0  # generations finished (any reason)
     decode_ns: int = 0  # time inside llama_decode
     step_ns: int = 0  # time in whole steps (batch building + decode + sampling + delivery)
+    images_encoded: int = 0  # images the projector encoded (mtmd_encode_chunk)
+    image_tokens: int = 0  # embeddings those images put into the KV cells
+    image_encode_ns: int = 0  # time inside mtmd_encode_chunk
+    image_decode_ns: int = 0  # time decoding image embeddings (their own llama_decode calls)
 
 
 @dataclass
@@ -199,6 +216,17 @@ class _Request:
     cancel: threading.Event
     submitted_ns: int
     top_logprobs: int = -1  # -1: no logprobs; else how many alternatives per token
+    images: tuple[bytes, ...] = ()  # encoded image bytes, one per MEDIA_MARKER in `prompt`
+
+
+@dataclass(eq=False)
+class _Media:
+    """An image chunk of a slot's prompt: `n` embeddings at prompt index `start`."""
+
+    start: int
+    n: int
+    chunk: Any  # mtmd_input_chunk*, owned by the slot's mtmd_input_chunks
+    placeholder: int  # the negative "token" standing for it in `prompt` and `cached`
 
 
 @dataclass(eq=False)
@@ -222,6 +250,9 @@ class _Slot:
     limit: int = -1
     start_ns: int = 0
     first_ns: int = 0
+    media: list[_Media] = field(default_factory=list)  # image chunks not yet decoded, in order
+    chunks: Any = None  # the prompt's mtmd_input_chunks (freed when the request ends)
+    has_media: bool = False  # an image is in the KV cells (no context shift)
 
 
 class _Pieces:
@@ -261,12 +292,15 @@ class Engine:
         *,
         n_seq_max: int = 1,
         grammar_fast_path: bool = True,
+        projector: Path | None = None,
     ):
         """``grammar_fast_path=False`` applies a grammar to every candidate at every token
-        (the reference `bench/structured.py` and the tests compare the fast path with)."""
+        (the reference `bench/structured.py` and the tests compare the fast path with).
+        ``projector``: a vision projector (mmproj GGUF) for the model; images then work."""
         if n_seq_max < 1:
             raise ValueError("n_seq_max must be at least 1")
         self.model_path = Path(model_path)
+        self.projector = Path(projector) if projector is not None else None
         self.grammar_fast_path = grammar_fast_path
         self.load_options = load
         self.adapters = tuple(adapters)
@@ -293,6 +327,10 @@ class Engine:
         self._ectx: Any = None  # embeddings context, made on first use
         self._ebatch: Any = None
         self._cand: Any = None  # candidate buffers for constrained sampling, made on first use
+        self._mctx: Any = None  # mtmd_context (the projector)
+        self._ibatch: Any = None  # embeddings batch for images, made on first use
+        self._vision = False
+        self._placeholders = itertools.count(-1, -1)  # one negative "token" per image
         self._thread = threading.Thread(
             target=self._run, name=f"llama:{self.model_path.name}", daemon=True
         )
@@ -311,6 +349,11 @@ class Engine:
     def n_ctx(self) -> int:
         """Tokens each sequence may hold (num_ctx)."""
         return self.load_options.n_ctx
+
+    @property
+    def supports_vision(self) -> bool:
+        """A projector with a vision encoder is loaded: `generate` takes images."""
+        return self._vision
 
     @property
     def worker_ident(self) -> int | None:
@@ -338,6 +381,14 @@ class Engine:
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._call(lambda: self._detokenize(list(tokens)))
 
+    def count_tokens(self, prompt: str, images: Sequence[bytes] = ()) -> int:
+        """Positions `generate(prompt, images=images)` would fill before the answer: text
+        tokens plus each image's embeddings (counted from the images' sizes, not decoded).
+        EngineError for what `generate` would refuse (marker count, no projector, …)."""
+        if not images:
+            return len(self.tokenize(prompt))
+        return self._call(lambda: self._count_media_tokens(prompt, tuple(images)))
+
     def generate(
         self,
         prompt: str | Sequence[int],
@@ -347,8 +398,14 @@ class Engine:
         out: Sink | None = None,
         logprobs: bool = False,
         top_logprobs: int = 0,
+        images: Sequence[bytes] = (),
     ) -> Generation:
         """Queue a generation; the returned Generation streams text as it is sampled.
+
+        ``images``: encoded image bytes (PNG, JPEG, …), one for each `MEDIA_MARKER` in
+        ``prompt`` (a string then), in order. They are decoded and encoded on the engine
+        thread; a bad image, a marker count that does not match or a model without a
+        projector fails this generation (an EngineError from the Generation), nothing else.
 
         ``grammar`` (GBNF) constrains the tokens. ``logprobs`` asks for each generated
         token's log-probability and its ``top_logprobs`` (0..20) most likely alternatives,
@@ -373,6 +430,8 @@ class Engine:
         req = _Request(tokens_or_text, sampling, grammar, sink, cancel, time.perf_counter_ns())
         if logprobs or top_logprobs:
             req.top_logprobs = top_logprobs
+        if images:
+            req.images = tuple(bytes(image) for image in images)
         self._inbox.put(("generate", req))
         return Generation(chunks, cancel)
 
@@ -523,7 +582,44 @@ class Engine:
             if self._bos >= 0
             else ""
         )
+        if self.projector is not None:
+            self._load_projector(self.projector)
         self.load_duration_ns = time.perf_counter_ns() - start
+
+    def _load_projector(self, path: Path) -> None:
+        """libmtmd's context for the projector, on the engine thread, after the model.
+
+        With libmtmd's warm-up: it only builds the encoder's graph and reserves its memory (no
+        compute), so a projector whose graph cannot be built (a tensor it needs is missing)
+        fails while loading, in the runner, rather than under the first image while other
+        streams decode. The CPU only, like the model.
+        """
+        import llama_cpp
+        from llama_cpp import mtmd_cpp
+
+        if not path.is_file():
+            raise EngineError(f"llama.cpp could not load the projector {path}: no such file")
+        LLAMA_LOG.install_mtmd()
+        params = mtmd_cpp.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.n_threads = self._threads()[1]
+        params.media_marker = MEDIA_MARKER.encode()
+        params.warmup = True
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if self.load_options.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        mark = LLAMA_LOG.mark()
+        ctx = mtmd_cpp.mtmd_init_from_file(str(path).encode(), self._model, params)
+        if not ctx:
+            raise EngineError(
+                f"llama.cpp could not load the projector {path} (is it a vision projector "
+                f"made for {self.model_path.name}?): {reason(LLAMA_LOG.since(mark))}"
+            )
+        self._mctx = ctx
+        self._vision = bool(mtmd_cpp.mtmd_support_vision(ctx))
 
     @property
     def _batch_cap(self) -> int:
@@ -616,6 +712,17 @@ class Engine:
         if self._ectx:
             llama_cpp.llama_free(self._ectx)
             self._ectx = None
+        for slot in self._slots:
+            self._free_media(slot)
+        if self._ibatch is not None:
+            llama_cpp.llama_batch_free(self._ibatch)
+            self._ibatch = None
+        if self._mctx:
+            from llama_cpp import mtmd_cpp
+
+            mtmd_cpp.mtmd_free(self._mctx)  # before the model it reads the vocabulary of
+            self._mctx = None
+            self._vision = False
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
@@ -670,10 +777,33 @@ class Engine:
                 req.out.put(("error", exc))
 
     def _start(self, req: _Request, free: list[_Slot]) -> None:
+        start = time.perf_counter_ns()
+        chunks = None
+        media: list[_Media] = []
+        if req.images:
+            tokens, chunks, media = self._tokenize_media(req.prompt, req.images)
+        else:
+            tokens = self._tokenize(req.prompt) if isinstance(req.prompt, str) else req.prompt
+        try:
+            self._place(req, tokens, free, start, chunks, media)
+        except BaseException:
+            if chunks is not None and all(s.chunks is not chunks for s in self._slots):
+                from llama_cpp import mtmd_cpp
+
+                mtmd_cpp.mtmd_input_chunks_free(chunks)
+            raise
+
+    def _place(
+        self,
+        req: _Request,
+        tokens: list[int],
+        free: list[_Slot],
+        start: int,
+        chunks: Any,
+        media: list[_Media],
+    ) -> None:
         import llama_cpp
 
-        start = time.perf_counter_ns()
-        tokens = self._tokenize(req.prompt) if isinstance(req.prompt, str) else req.prompt
         n_ctx = self.n_ctx
         if len(tokens) >= n_ctx:
             raise PromptTooLongError(len(tokens), n_ctx)
@@ -718,7 +848,229 @@ class Engine:
         slot.limit = n_ctx if s.num_predict == -2 else s.num_predict
         slot.start_ns = start
         slot.first_ns = 0
+        slot.chunks = chunks
+        slot.media = media
+        slot.has_media = False
         self._count(prompt_tokens_reused=reuse)
+
+    # -- images ------------------------------------------------------------------------
+
+    def _check_media(self, prompt: str | list[int], images: tuple[bytes, ...]) -> str:
+        """The prompt text, if these images can go with it; else the EngineError why not."""
+        if self._mctx is None or not self._vision:
+            raise EngineError(
+                f"{self.model_path.name} does not support images: "
+                + ("its projector has no vision encoder" if self._mctx else "it has no projector")
+            )
+        if not isinstance(prompt, str):
+            raise EngineError("images need a text prompt with one image marker each, not tokens")
+        markers = prompt.count(MEDIA_MARKER)
+        if markers != len(images):
+            raise EngineError(
+                f"the prompt has {markers} image marker{'s' * (markers != 1)} but "
+                f"{len(images)} image{'s' * (len(images) != 1)} came with it"
+            )
+        from llama_cpp import mtmd_cpp
+
+        if mtmd_cpp.mtmd_decode_use_mrope(self._mctx):
+            raise EngineError(
+                "this model's projector places image embeddings with M-RoPE (Qwen-VL style "
+                "positions), which mfc's engine does not support yet"
+            )
+        return prompt
+
+    def _mtmd_tokenize(self, text: str, bitmaps: list[Any]) -> Any:
+        """libmtmd's chunks for `text` (BOS as `_tokenize` adds it); the caller frees them."""
+        from llama_cpp import mtmd_cpp
+
+        add_bos = self._add_bos and not (self._bos >= 0 and text.startswith(self._bos_text))
+        data = text.encode("utf-8")
+        inp = mtmd_cpp.mtmd_input_text(data, len(data), add_bos, True)
+        array = (mtmd_cpp.mtmd_bitmap_p_ctypes * max(len(bitmaps), 1))(*bitmaps)
+        chunks = mtmd_cpp.mtmd_input_chunks_init()
+        mark = LLAMA_LOG.mark()
+        rc = mtmd_cpp.mtmd_tokenize(self._mctx, chunks, ctypes.byref(inp), array, len(bitmaps))
+        if rc != 0:
+            mtmd_cpp.mtmd_input_chunks_free(chunks)
+            raise EngineError(
+                f"the projector could not prepare the images (code {rc}): "
+                f"{reason(LLAMA_LOG.since(mark))}"
+            )
+        return chunks
+
+    def _tokenize_media(
+        self, prompt: str | list[int], images: tuple[bytes, ...]
+    ) -> tuple[list[int], Any, list[_Media]]:
+        """Decode the images, split the prompt into chunks: the prompt as tokens (each image a
+        run of its own placeholder), the chunks (to free) and the image chunks."""
+        from llama_cpp import mtmd_cpp
+
+        text = self._check_media(prompt, images)
+        bitmaps = []
+        try:
+            for i, data in enumerate(images, 1):
+                try:
+                    bm = decode_image(data)
+                except ImageError as exc:
+                    raise EngineError(f"image {i}: {exc}") from None
+                buf = (ctypes.c_uint8 * len(bm.rgb)).from_buffer_copy(bm.rgb)
+                bitmap = mtmd_cpp.mtmd_bitmap_init(bm.width, bm.height, buf)
+                if not bitmap:
+                    raise EngineError(f"image {i}: libmtmd could not take the bitmap")
+                bitmaps.append(bitmap)
+            chunks = self._mtmd_tokenize(text, bitmaps)
+        finally:
+            for bitmap in bitmaps:
+                mtmd_cpp.mtmd_bitmap_free(bitmap)
+        try:
+            tokens, media = self._read_chunks(chunks)
+        except BaseException:
+            mtmd_cpp.mtmd_input_chunks_free(chunks)
+            raise
+        return tokens, chunks, media
+
+    def _read_chunks(self, chunks: Any) -> tuple[list[int], list[_Media]]:
+        from llama_cpp import mtmd_cpp
+
+        tokens: list[int] = []
+        media: list[_Media] = []
+        n_batch = self.load_options.n_batch
+        for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks)):
+            chunk = mtmd_cpp.mtmd_input_chunks_get(chunks, i)
+            kind = mtmd_cpp.mtmd_input_chunk_get_type(chunk)
+            if kind == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                n = ctypes.c_size_t(0)
+                ptr = mtmd_cpp.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+                tokens.extend(ptr[: n.value] if n.value else ())
+                continue
+            if kind != mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                raise EngineError("the projector made a non-image chunk (audio is not supported)")
+            n_tokens = int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk))
+            if int(mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk)) != n_tokens:
+                raise EngineError("the projector's image positions differ from its embeddings")
+            if n_tokens > n_batch and mtmd_cpp.mtmd_decode_use_non_causal(self._mctx, chunk):
+                raise EngineError(
+                    f"an image is {n_tokens} embeddings, which this model must decode in one "
+                    f"batch, but num_batch is {n_batch}: raise num_batch to at least {n_tokens}"
+                )
+            placeholder = next(self._placeholders)
+            media.append(_Media(len(tokens), n_tokens, chunk, placeholder))
+            tokens.extend([placeholder] * n_tokens)
+        return tokens, media
+
+    def _count_media_tokens(self, prompt: str, images: tuple[bytes, ...]) -> int:
+        """`count_tokens` with images: placeholder bitmaps of the images' sizes."""
+        from llama_cpp import mtmd_cpp
+
+        text = self._check_media(prompt, images)
+        bitmaps = []
+        try:
+            for i, data in enumerate(images, 1):
+                try:
+                    width, height = image_size(data)
+                except ImageError as exc:
+                    raise EngineError(f"image {i}: {exc}") from None
+                bitmap = mtmd_cpp.mtmd_bitmap_init(width, height, None)
+                if not bitmap:
+                    raise EngineError(f"image {i}: libmtmd could not take the bitmap")
+                bitmaps.append(bitmap)
+            chunks = self._mtmd_tokenize(text, bitmaps)
+        finally:
+            for bitmap in bitmaps:
+                mtmd_cpp.mtmd_bitmap_free(bitmap)
+        try:
+            each = (
+                mtmd_cpp.mtmd_input_chunks_get(chunks, i)
+                for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks))
+            )
+            return sum(int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk)) for chunk in each)
+        finally:
+            mtmd_cpp.mtmd_input_chunks_free(chunks)
+
+    def _free_media(self, slot: _Slot) -> None:
+        if slot.chunks is not None:
+            from llama_cpp import mtmd_cpp
+
+            mtmd_cpp.mtmd_input_chunks_free(slot.chunks)
+            slot.chunks = None
+        slot.media = []
+
+    def _feed_image(self, slot: _Slot) -> None:
+        """Encode the slot's next image and decode its embeddings for that sequence alone
+        (a separate llama_decode: the shared batch holds token ids, an image holds vectors)."""
+        import llama_cpp
+        from llama_cpp import mtmd_cpp
+
+        m = slot.media.pop(0)
+        mctx = self._mctx
+        tally = self._tally
+        mark = LLAMA_LOG.mark()
+        self._flush()  # the consumers run while the projector computes
+        t0 = time.perf_counter_ns()
+        rc = mtmd_cpp.mtmd_encode_chunk(mctx, m.chunk)
+        t1 = time.perf_counter_ns()
+        tally["image_encode_ns"] += t1 - t0
+        tally["images_encoded"] += 1
+        if rc != 0:
+            why = reason(LLAMA_LOG.since(mark))
+            self._fail_slot(slot, f"the projector could not encode an image (code {rc}): {why}")
+            return
+        if self._ibatch is None:
+            self._n_embd_inp = llama_cpp.llama_model_n_embd_inp(self._model)
+            self._ibatch = llama_cpp.llama_batch_init(
+                self.load_options.n_batch, self._n_embd_inp, 1
+            )
+        batch = self._ibatch
+        n_embd = self._n_embd_inp
+        embd = mtmd_cpp.mtmd_get_output_embd(mctx)
+        src = ctypes.cast(embd, ctypes.c_void_p).value or 0
+        row_bytes = n_embd * ctypes.sizeof(ctypes.c_float)
+        dst = ctypes.cast(batch.embd, ctypes.c_void_p).value or 0
+        step = self.load_options.n_batch
+        seq = slot.seq_id
+        p0 = len(slot.cached)
+        last = m.start + m.n == len(slot.prompt)  # the prompt ends with this image
+        non_causal = bool(mtmd_cpp.mtmd_decode_use_non_causal(mctx, m.chunk))
+        if non_causal:
+            llama_cpp.llama_set_causal_attn(self._ctx, False)
+        try:
+            for off in range(0, m.n, step):
+                k = min(step, m.n - off)
+                ctypes.memmove(dst, src + off * row_bytes, k * row_bytes)
+                for j in range(k):
+                    batch.pos[j] = p0 + off + j
+                    batch.n_seq_id[j] = 1
+                    batch.seq_id[j][0] = seq
+                    batch.logits[j] = 0
+                if last and off + k == m.n:
+                    batch.logits[k - 1] = 1
+                batch.n_tokens = k
+                rc = llama_cpp.llama_decode(self._ctx, batch)
+                if rc != 0:
+                    self._fail_slot(
+                        slot,
+                        f"llama_decode failed (code {rc}) on an image's {k} embeddings: "
+                        f"{reason(LLAMA_LOG.since(mark))}",
+                    )
+                    return
+        finally:
+            if non_causal:
+                llama_cpp.llama_set_causal_attn(self._ctx, True)
+            tally["image_decode_ns"] += time.perf_counter_ns() - t1
+        tally["image_tokens"] += m.n
+        slot.cached.extend([m.placeholder] * m.n)
+        slot.fed += m.n
+        slot.has_media = True
+        if last:
+            slot.first_ns = time.perf_counter_ns()
+            self._sample(slot, k - 1)
+
+    def _fail_slot(self, slot: _Slot, message: str) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+        slot.cached = []
+        self._finish(slot, "error", EngineError(message))
 
     def _sampler(self, s: SamplingOptions, grammar: str | None) -> tuple[Any, Any]:
         """The sampler chain llama-cpp-python's `Llama` builds, from the same options, and
@@ -793,6 +1145,12 @@ class Engine:
         t_step = time.perf_counter_ns()
         for slot in [s for s in self._busy if s.req.cancel.is_set()]:  # type: ignore[union-attr]
             self._finish(slot, "cancel")  # cancelled sequences leave before the batch is built
+        if self._mctx is not None:
+            # At most one image a step (the oldest request's first): the others wait one encode.
+            for slot in self._busy:
+                if slot.media and slot.fed == slot.media[0].start:
+                    self._feed_image(slot)
+                    break
         cap = self._batch_cap
         n = 0
         outputs: list[tuple[_Slot, int]] = []
@@ -821,7 +1179,10 @@ class Engine:
         for slot in prefill:
             if n >= cap:
                 break
-            chunk = slot.prompt[slot.fed : slot.fed + cap - n]
+            end = slot.media[0].start if slot.media else len(slot.prompt)
+            if slot.fed >= end:
+                continue  # waits for its image (a later step)
+            chunk = slot.prompt[slot.fed : min(end, slot.fed + cap - n)]
             k = len(chunk)
             p0 = len(slot.cached)
             self._b_token[n : n + k] = chunk
@@ -974,6 +1335,8 @@ class Engine:
         import llama_cpp
 
         assert slot.req is not None
+        if slot.has_media:
+            return False  # an image's embeddings cannot be slid: the answer ends ("length")
         num_keep = slot.req.sampling.num_keep
         cached = slot.cached
         n = len(cached)
@@ -1003,6 +1366,8 @@ class Engine:
         slot.req = None
         self._busy.remove(slot)
         slot.next_token = None
+        if slot.chunks is not None:
+            self._free_media(slot)
         self._tick += 1
         slot.last_used = self._tick
         self._count(generations=1)
@@ -1015,7 +1380,9 @@ class Engine:
             self._send_logprobs(req, slot, tail, final=True)
         if tail:
             self._send(req, ("text", tail))
-        self._send(req, ("tokens", list(slot.cached)))
+        # Ollama's `context`: the text tokens (an image is no token; Ollama's holds none either)
+        tokens = [t for t in slot.cached if t >= 0] if slot.has_media else list(slot.cached)
+        self._send(req, ("tokens", tokens))
         end = time.perf_counter_ns()
         first = slot.first_ns or end
         self._send(

@@ -118,6 +118,14 @@ class LlamaLog:
             self._callback = llama_cpp.llama_log_callback(callback)
         llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
 
+    def install_mtmd(self) -> None:
+        """Route libmtmd's log (the projector loader and image encoder, which keep their own
+        logger) here too, so a projector that will not load says why. Engine thread."""
+        from llama_cpp import mtmd_cpp
+
+        self.install()
+        mtmd_cpp.mtmd_log_set(self._callback, ctypes.c_void_p(0))
+
 
 LLAMA_LOG = LlamaLog()
 

@@ -95,6 +95,13 @@ def check_image(data: bytes) -> ImageInfo:
     return ImageInfo(fmt, bitmap.width, bitmap.height)
 
 
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header alone, with `check_image`'s byte and pixel limits (the
+    engine counts an image's tokens from its size without decoding it)."""
+    width, height = _open(data).size
+    return int(width), int(height)
+
+
 def decode_image(data: bytes) -> Bitmap:
     """The first frame of ``data`` as RGB; a transparent image is composited on white, as
     Ollama does, so transparent pixels do not read as black."""

@@ -4,12 +4,18 @@ Holds the session's changes on top of the image (`/set parameter`, `/set
 system`, `/set template`, `/set format json`), the conversation so far, and the
 loaded engine (one sequence) — reloaded only when a load-time option changes.
 No terminal I/O here: the CLI and the REPL print.
+
+Images (a model with a projector layer): a turn's images are `MEDIA_MARKER`s at the
+start of its user message (where Ollama puts its ``[img-N]`` tags) and travel with the
+message (`ImageMessage`), so later turns show the model every earlier image again.
+`/save` and `/show modelfile` keep such a conversation's text only: a Modelfile
+MESSAGE has no images (Ollama's has none either).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mfc.diagnostics import codes
@@ -17,6 +23,7 @@ from mfc.diagnostics.diagnostic import DiagnosticError
 from mfc.modelfile.spec import ParamValue
 from mfc.runtime import options as opts
 from mfc.runtime.engine import Engine, EngineError, Generation, json_grammar
+from mfc.runtime.media import MEDIA_MARKER, strip_markers
 from mfc.runtime.model import ChatMessage, ModelImage
 from mfc.runtime.output import OutputParser, Parsed, output_parser, think_enabled
 from mfc.runtime.prompt import PromptTemplate, choose_template, conversation, render
@@ -27,8 +34,22 @@ TEMPLATE_SOURCE = "/set template"  # the "file" of a REPL template's diagnostics
 
 
 def default_engine(image: ModelImage, load: opts.LoadOptions) -> Engine:
-    """The engine `mfc run` uses: one sequence (the conversation)."""
-    return Engine(image.weights(), load, image.adapters, n_seq_max=1)
+    """The engine `mfc run` uses: one sequence (the conversation), and the image's projector
+    (Ollama loads the first projector layer)."""
+    projector = image.projectors[0] if image.projectors else None
+    return Engine(image.weights(), load, image.adapters, n_seq_max=1, projector=projector)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageMessage(ChatMessage):
+    """A conversation message with images: ``content`` starts with one `MEDIA_MARKER` each."""
+
+    images: tuple[bytes, ...] = ()
+
+
+def message_images(messages: Sequence[ChatMessage]) -> list[bytes]:
+    """Every image of ``messages``, in order (the order of their markers)."""
+    return [image for m in messages if isinstance(m, ImageMessage) for image in m.images]
 
 
 @dataclass
@@ -38,7 +59,7 @@ class Turn:
     model) and the exchange is added to the conversation. A cancelled turn is not added."""
 
     session: Session
-    prompt: str
+    prompt: str  # the user message as the conversation keeps it (image markers first)
     generation: Generation
     load_duration: int
     warnings: list[str] = field(default_factory=list)
@@ -46,6 +67,7 @@ class Turn:
     parser: OutputParser | None = None  # None: the raw text is the content
     content: str = ""
     thinking: str = ""
+    images: tuple[bytes, ...] = ()  # this turn's images
 
     def parsed(self) -> Iterator[Parsed]:
         """The answer as it becomes certain: thinking and content split by the model's tags."""
@@ -102,7 +124,12 @@ class Turn:
         if s.done_reason != "cancel":
             # As Ollama's CLI: the conversation keeps the answer, not the thinking.
             answer = self.content if self.parser is not None else self.text
-            self.session.history.append(ChatMessage("user", self.prompt))
+            user = (
+                ImageMessage("user", self.prompt, self.images)
+                if self.images
+                else ChatMessage("user", self.prompt)
+            )
+            self.session.history.append(user)
             self.session.history.append(ChatMessage("assistant", answer))
 
 
@@ -264,14 +291,22 @@ class Session:
                 " `mfc template render NAME` shows the prompt",
             ) from None
 
-    def ask(self, prompt: str) -> Turn:
+    def ask(self, prompt: str, images: Sequence[bytes] = ()) -> Turn:
         """Start answering `prompt` in the context of the conversation so far.
 
         If the conversation leaves too little room for the answer (num_predict
         tokens, or a quarter of num_ctx), the oldest turns are dropped (SYSTEM and
         MESSAGE layers are kept) and a warning says so; a prompt that does not
         fit in num_ctx on its own is an error.
+
+        ``images`` (encoded bytes, e.g. a PNG file's) go with this turn: its user
+        message becomes one `MEDIA_MARKER` per image, then the text (a marker typed in
+        the text is removed). Each image counts its embeddings against num_ctx. Images
+        the engine cannot take (a model without a projector, an unreadable image) raise
+        its EngineError here (`mfc run` refuses them before loading anything).
         """
+        images = tuple(images)
+        prompt = MEDIA_MARKER * len(images) + strip_markers(prompt)
         self.check_think()
         resolved = self.resolved()
         engine = self.engine()
@@ -287,14 +322,19 @@ class Session:
         budget = max(1, engine.n_ctx - room)
         while True:
             rendered = self.render(prompt, history)
-            tokens = engine.tokenize(rendered)
-            if len(tokens) <= budget or not history:
+            shown = self._shown_images(rendered, [*message_images(history), *images])
+            if shown:
+                n_tokens = engine.count_tokens(rendered, shown)
+            else:
+                tokens = engine.tokenize(rendered)
+                n_tokens = len(tokens)
+            if n_tokens <= budget or not history:
                 break
             history = history[2:] if len(history) >= 2 else []
             dropped += 2
-        if len(tokens) >= engine.n_ctx:
+        if n_tokens >= engine.n_ctx:
             raise codes.PROMPT_TOO_LONG.error(
-                f"the prompt is {len(tokens)} tokens, more than the context window "
+                f"the prompt is {n_tokens} tokens, more than the context window "
                 f"(num_ctx {engine.n_ctx})",
                 hint="shorten the prompt or raise num_ctx (`/set parameter num_ctx N`, "
                 "`PARAMETER num_ctx N`, or MFC_CONTEXT_LENGTH); the model was trained "
@@ -307,7 +347,10 @@ class Session:
                 f"num_ctx {engine.n_ctx}"
             )
         grammar = json_grammar() if self.format == "json" else None
-        gen = engine.generate(tokens, sampling, grammar=grammar)
+        if shown:
+            gen = engine.generate(rendered, sampling, grammar=grammar, images=shown)
+        else:
+            gen = engine.generate(tokens, sampling, grammar=grammar)
         template = self.prompt_template()
         parser = None
         if template.text is not None:
@@ -317,7 +360,17 @@ class Session:
                 think=self.effective_think(),
                 family=self.image.family,
             )
-        return Turn(self, prompt, gen, load_ns, warnings, parser=parser)
+        return Turn(self, prompt, gen, load_ns, warnings, parser=parser, images=images)
+
+    @staticmethod
+    def _shown_images(rendered: str, images: list[bytes]) -> list[bytes]:
+        """The images whose markers the template rendered: all of them, or the most recent
+        ones when it shows only the last messages. A template that repeats a message's
+        content shows more markers than images: the engine refuses that prompt."""
+        markers = rendered.count(MEDIA_MARKER)
+        if markers < len(images):
+            return images[len(images) - markers :] if markers else []
+        return images
 
     # -- Modelfile view -----------------------------------------------------------
 
@@ -333,6 +386,10 @@ class Session:
         from mfc.store.show import UnrepresentableError, render_modelfile
 
         image = self.image
+        history = [
+            ChatMessage(m.role, strip_markers(m.content)) if isinstance(m, ImageMessage) else m
+            for m in self.history
+        ]
         if for_save:
             base = f"{image.name}@{image.digest}" if image.digest else image.name
             changes = ModelImage(
@@ -340,7 +397,7 @@ class Session:
                 params=dict(self.overrides),
                 template=self.template,
                 system=self.system,
-                messages=(*image.messages, *self.history) if self.history else (),
+                messages=(*image.messages, *history) if history else (),
             )
             header: tuple[str, ...] = ()
         else:
@@ -351,7 +408,7 @@ class Session:
                 params={**image.params, **self.overrides},
                 template=template,
                 system=self.effective_system(),
-                messages=(*image.messages, *self.history),
+                messages=(*image.messages, *history),
             )
             header = ("# Modelfile of this mfc run session; /save NAME builds it as a new model",)
         try:

@@ -94,6 +94,8 @@ def prepare(
         adapters=tuple((str(a.path), float(a.scale)) for a in image.adapters),
         load=tuple(sorted(load_pairs.items())),
         n_seq_max=num_parallel,
+        # Ollama loads the first projector layer (one is all its models have)
+        projector=str(image.projectors[0]) if image.projectors else None,
     )
     return Prepared(image, resolved, spec)
 

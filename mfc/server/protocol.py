@@ -9,9 +9,13 @@ running requests travel as one ``texts`` frame (one wake-up and one parse per
 step on each side, not one per stream).
 
 Server → runner (``op``):
-  ``load``      model path, adapters ``[[path, scale], …]``, load options, ``n_seq_max``
+  ``load``      model path, adapters ``[[path, scale], …]``, load options, ``n_seq_max``,
+                optional ``projector`` (a vision projector's path: images then work)
   ``generate``  ``id``, ``prompt`` (text) or ``tokens``, ``sampling`` options, ``grammar``
-                (GBNF), ``logprobs`` (bool) and ``top_logprobs`` (0..20)
+                (GBNF), ``logprobs`` (bool) and ``top_logprobs`` (0..20); optional
+                ``images``: standard base64 of each image's encoded bytes (PNG, JPEG, …), one
+                per ``MEDIA_MARKER`` in ``prompt``, in order (``mfc.runtime.media``). A bad
+                image or a count mismatch is an ``error`` for that request only
   ``cancel``    ``id``
   ``tokenize``  ``id``, ``text``
   ``embed``     ``id``, ``inputs``, ``truncate``

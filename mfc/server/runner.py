@@ -15,6 +15,8 @@ Sends go through one lock, so frames never interleave.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
 import dataclasses
 import logging
@@ -78,6 +80,21 @@ def _sampling(raw: dict[str, Any]) -> Any:
     return SamplingOptions(**values)
 
 
+def _images(raw: Any) -> list[bytes]:
+    """``images``: standard base64 strings → the encoded image bytes (decoded by the engine)."""
+    if not raw:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError("images must be a list of base64 strings")
+    images = []
+    for i, item in enumerate(raw, 1):
+        try:
+            images.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, TypeError, ValueError):
+            raise ValueError(f"image {i} is not valid base64") from None
+    return images
+
+
 class Runner:
     def __init__(self, conn: _Conn):
         self.conn = conn
@@ -102,6 +119,8 @@ class Runner:
         kwargs: dict[str, Any] = {}
         if "n_seq_max" in msg:
             kwargs["n_seq_max"] = int(msg["n_seq_max"])
+        if msg.get("projector"):
+            kwargs["projector"] = Path(msg["projector"])
         try:
             self.engine = Engine(
                 Path(msg["model_path"]), _load_options(msg["load"]), adapters, **kwargs
@@ -114,6 +133,7 @@ class Runner:
     def generate(self, msg: dict[str, Any]) -> None:
         rid = int(msg["id"])
         prompt = msg["tokens"] if msg.get("tokens") is not None else msg["prompt"]
+        images = _images(msg.get("images"))
         with self._lock:
             if self._delivery is None:
                 self._delivery = threading.Thread(target=self._deliver, daemon=True)
@@ -125,6 +145,7 @@ class Runner:
             out=_Tagged(self._out, rid),
             logprobs=bool(msg.get("logprobs")),
             top_logprobs=int(msg.get("top_logprobs") or 0),
+            images=images,
         )
         with self._lock:
             self.generations[rid] = gen

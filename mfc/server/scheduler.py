@@ -48,14 +48,18 @@ class LoadSpec:
     adapters: tuple[tuple[str, float], ...]
     load: tuple[tuple[str, Any], ...]  # LoadOptions as sorted pairs
     n_seq_max: int
+    projector: str | None = None  # a vision projector loaded with the model
 
     def wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "model_path": self.model_path,
             "adapters": [list(a) for a in self.adapters],
             "load": dict(self.load),
             "n_seq_max": self.n_seq_max,
         }
+        if self.projector is not None:
+            wire["projector"] = self.projector
+        return wire
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Write the project's tiny, deterministic GGUF fixture models (see docs/fixtures.md).
 
 No weights can be downloaded where mfc is tested, so the project makes its own: the `counter`
-model (design in `mfc.testing.counter`) in three tensor types, two LoRA adapters for it, and
-three broken files for error paths. Same code, same bytes: nothing here reads a clock or a
-random source, so a test pins each file's sha256.
+model (design in `mfc.testing.counter`) in three tensor types, two LoRA adapters for it, two
+chat-format counters, a vision projector for it (design in `mfc.testing.vision`) with two
+faulty variants, and three broken files for error paths. Same code, same bytes: nothing here
+reads a clock or a random source, so a test pins each file's sha256.
 
     python -m mfc.testing.fixtures DIR
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from mfc.testing import chatmodels, counter
+from mfc.testing import chatmodels, counter, vision
 from mfc.testing.counter import expected_continuation
 
 __all__ = [
@@ -43,6 +44,9 @@ NAMES: tuple[str, ...] = (
     "not-gguf.gguf",
     "tools.gguf",
     "think.gguf",
+    "vision-proj.gguf",
+    "vision-proj-wide.gguf",
+    "vision-proj-missing.gguf",
 )
 
 _QT = gguf.GGMLQuantizationType
@@ -232,6 +236,40 @@ def _other_arch_lora(path: Path) -> None:
     _lora(path, "lora-other-arch", "qwen2", tensors, float(rank))
 
 
+def _projector(
+    name: str, width: int = counter.N_EMBD, missing: str | None = None
+) -> Callable[[Path], None]:
+    """A `mfc.testing.vision` projector (``clip`` architecture, ``general.type`` mmproj, F32).
+
+    ``width`` is the projection's output width; ``missing`` names a tensor left out.
+    """
+
+    def write(path: Path) -> None:
+        w = gguf.GGUFWriter(path=None, arch="clip")
+        w.add_type("mmproj")
+        w.add_name(name.removesuffix(".gguf"))
+        w.add_description("mfc test fixture: a plain red, green or blue image reads as r, g or b")
+        w.add_license("MIT")
+        w.add_file_type(gguf.LlamaFileType.ALL_F32)
+        for key, value in vision.keys(width).items():
+            if isinstance(value, bool):
+                w.add_bool(key, value)
+            elif isinstance(value, str):
+                w.add_string(key, value)
+            elif isinstance(value, int):
+                w.add_uint32(key, value)
+            elif isinstance(value, float):
+                w.add_float32(key, value)
+            else:
+                w.add_array(key, list(value))  # type: ignore[call-overload]
+        for tensor_name, data in vision.tensors(width).items():
+            if tensor_name != missing:
+                w.add_tensor(tensor_name, data.astype(np.float32))
+        write_gguf(w, path)
+
+    return write
+
+
 def _truncated(source: Path) -> Callable[[Path], None]:
     """The f32 counter cut halfway: header and metadata intact, tensor data short."""
 
@@ -262,6 +300,11 @@ def generate(dest: Path) -> dict[str, Path]:
         "not-gguf.gguf": _not_gguf,
         "tools.gguf": lambda p: _chat(p, chatmodels.TOOLS),
         "think.gguf": lambda p: _chat(p, chatmodels.THINK),
+        "vision-proj.gguf": _projector("vision-proj.gguf"),
+        "vision-proj-wide.gguf": _projector("vision-proj-wide.gguf", width=vision.WIDE_WIDTH),
+        "vision-proj-missing.gguf": _projector(
+            "vision-proj-missing.gguf", missing=vision.MISSING_TENSOR
+        ),
     }
     for name in NAMES:
         _atomic_write(paths[name], writers[name])
