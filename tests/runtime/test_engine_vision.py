@@ -341,6 +341,24 @@ def test_a_model_file_is_no_projector(fixture_models: dict[str, Path]) -> None:
 
 
 def test_projector_calls_stay_on_the_engine_thread(engine: Engine) -> None:
+    """Encoding and decoding (ggml graphs) run on the engine thread; the image thread only
+    decodes image files and splits prompts, and is not one of `llama_threads`."""
     engine.generate(MEDIA_MARKER, greedy(num_predict=1), images=[RED]).result()
     engine.count_tokens(MEDIA_MARKER, [RED])
     assert engine.llama_threads == {engine.worker_ident}
+
+
+def test_closing_with_an_image_request_in_flight_does_not_hang(
+    fixture_models: dict[str, Path],
+) -> None:
+    big = vision.image_png(vision.RED, 1024)  # takes the image thread a while to decode
+    e = vision_engine(fixture_models)
+    gens = [e.generate(MEDIA_MARKER, GREEDY, images=[big]) for _ in range(3)]
+    e.close()
+    for gen in gens:
+        try:
+            gen.result()
+        except EngineError as exc:
+            assert "closed" in str(exc)
+        else:
+            assert gen.stats is not None and gen.stats.done_reason in ("cancel", "stop")
