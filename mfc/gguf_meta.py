@@ -73,6 +73,59 @@ class TensorInfo:
     type: str  # ggml type name, e.g. "F32", "Q8_0"
 
 
+# Ollama's non-verbose /api/show replaces an array of more than this many items by [].
+SHOWN_ARRAY_MAX = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorFacts:
+    """What a projector (mmproj / CLIP) GGUF says about itself: libmtmd's keys.
+
+    ``metadata`` keeps every key/value of the file (an array of more than
+    ``SHOWN_ARRAY_MAX`` items as ``[]``, as Ollama's /api/show does): a projector has a
+    few dozen keys, and /api/show's ``projector_info`` and the builder's key checks
+    read them without opening the file again.
+    """
+
+    projector_type: str | None = None  # clip.projector_type, else clip.vision.projector_type
+    has_vision_encoder: bool = False
+    has_audio_encoder: bool = False
+    image_size: int | None = None  # clip.vision.image_size
+    patch_size: int | None = None  # clip.vision.patch_size
+    projection_dim: int | None = None  # clip.vision.projection_dim (not the output width)
+    embedding_length: int | None = None  # clip.vision.embedding_length (the encoder's width)
+    block_count: int | None = None  # clip.vision.block_count
+    feature_layers: tuple[int, ...] = ()  # clip.vision.feature_layer
+    metadata: tuple[tuple[str, Any], ...] = ()
+
+    def has_key(self, key: str) -> bool:
+        return any(k == key for k, _ in self.metadata)
+
+    def value(self, key: str) -> Any:
+        return next((v for k, v in self.metadata if k == key), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "projector_type": self.projector_type,
+            "has_vision_encoder": self.has_vision_encoder,
+            "has_audio_encoder": self.has_audio_encoder,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "projection_dim": self.projection_dim,
+            "embedding_length": self.embedding_length,
+            "block_count": self.block_count,
+            "feature_layers": list(self.feature_layers),
+            "metadata": [[k, v] for k, v in self.metadata],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProjectorFacts:
+        fields = {name: data[name] for name in cls.__dataclass_fields__}
+        fields["feature_layers"] = tuple(data["feature_layers"])
+        fields["metadata"] = tuple((str(k), v) for k, v in data["metadata"])
+        return cls(**fields)
+
+
 @dataclass(frozen=True, slots=True)
 class GGUFInfo:
     """What the builder, the runtime and ``mfc show`` know about a GGUF file before loading it.
@@ -97,10 +150,16 @@ class GGUFInfo:
     token_count: int | None = None  # entries of tokenizer.ggml.tokens (None: no vocabulary)
     block_count: int | None = None  # <arch>.block_count
     tensors: tuple[TensorInfo, ...] = ()
+    # set when the file is a projector by Ollama's rules (``is_projector_kv``)
+    projector: ProjectorFacts | None = None
 
     @property
     def is_adapter(self) -> bool:
         return self.general_type == "adapter"
+
+    @property
+    def is_projector(self) -> bool:
+        return self.projector is not None
 
     def tensor_map(self) -> dict[str, TensorInfo]:
         return {t.name: t for t in self.tensors}
@@ -123,6 +182,7 @@ class GGUFInfo:
             "token_count": self.token_count,
             "block_count": self.block_count,
             "tensors": [[t.name, list(t.shape), t.type] for t in self.tensors],
+            "projector": self.projector.to_json() if self.projector is not None else None,
         }
 
     @classmethod
@@ -132,6 +192,8 @@ class GGUFInfo:
         fields["tensors"] = tuple(
             TensorInfo(name, tuple(shape), type_) for name, shape, type_ in data["tensors"]
         )
+        if data["projector"] is not None:
+            fields["projector"] = ProjectorFacts.from_json(data["projector"])
         return cls(**fields)
 
 
@@ -374,10 +436,87 @@ def inspect(path: Path) -> GGUFInfo:
         token_count=token_count,
         block_count=_int_or_none(_field(reader, f"{arch}.block_count")) if arch else None,
         tensors=tuple(tensors),
+        projector=_projector_facts(reader) if _is_projector(reader, arch) else None,
     )
     if (info.split_count or 1) == 1:  # a shard alone lacks the others' tensors
         check_model(info, path)
     return info
+
+
+def is_projector_kv(
+    general_type: str | None,
+    architecture: str | None,
+    block_count: int | None,
+    vision_block_count: int | None,
+    has_vision_encoder: bool,
+    has_audio_encoder: bool,
+) -> bool:
+    """Ollama's rule (server/create.go ``isProjectorGGUF``): ``general.type`` is
+    ``projector`` or ``mmproj``; or ``<arch>.vision.block_count`` without
+    ``<arch>.block_count`` (a standalone vision model); or architecture ``clip`` without
+    ``clip.block_count`` and with a vision or audio encoder."""
+    if general_type in ("projector", "mmproj"):
+        return True
+    if not block_count and (vision_block_count or 0) > 0:
+        return True
+    return architecture == "clip" and not block_count and (has_vision_encoder or has_audio_encoder)
+
+
+def _is_projector(reader: Any, arch: str | None) -> bool:
+    prefix = arch or "unknown"  # Ollama's Architecture() default
+
+    def flag(key: str) -> bool:
+        return _field(reader, key) is True
+
+    return is_projector_kv(
+        _field(reader, "general.type"),
+        arch,
+        _int_or_none(_field(reader, f"{prefix}.block_count")),
+        _int_or_none(_field(reader, f"{prefix}.vision.block_count")),
+        flag(f"{prefix}.has_vision_encoder"),
+        flag(f"{prefix}.has_audio_encoder"),
+    )
+
+
+def _shown_value(field: Any) -> Any:
+    """A metadata value as JSON: scalars as they are, short arrays as lists, long arrays
+    (and string arrays, which the fast reader keeps raw) as ``[]``."""
+    if field.types and field.types[0].name == "ARRAY":
+        count = int(field.parts[4][0])  # parts: key length, key, type, item type, count, …
+        if count > SHOWN_ARRAY_MAX or field.types[-1].name == "STRING":
+            return []
+    try:
+        value = field.contents()
+    except (ValueError, UnicodeDecodeError, IndexError):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [v if not isinstance(v, float) or math.isfinite(v) else None for v in value]
+    return value
+
+
+def _projector_facts(reader: Any) -> ProjectorFacts:
+    """libmtmd's keys of a projector (clip-impl.h's ``KEY_*``), and all of its metadata."""
+    metadata = tuple(
+        (name, _shown_value(field))
+        for name, field in reader.fields.items()
+        if not name.startswith("GGUF.")
+    )
+    layers = _field(reader, "clip.vision.feature_layer")
+    return ProjectorFacts(
+        projector_type=_field(reader, "clip.projector_type")
+        or _field(reader, "clip.vision.projector_type"),
+        has_vision_encoder=_field(reader, "clip.has_vision_encoder") is True,
+        has_audio_encoder=_field(reader, "clip.has_audio_encoder") is True,
+        image_size=_int_or_none(_field(reader, "clip.vision.image_size")),
+        patch_size=_int_or_none(_field(reader, "clip.vision.patch_size")),
+        projection_dim=_int_or_none(_field(reader, "clip.vision.projection_dim")),
+        embedding_length=_int_or_none(_field(reader, "clip.vision.embedding_length")),
+        block_count=_int_or_none(_field(reader, "clip.vision.block_count")),
+        feature_layers=tuple(int(v) for v in layers) if isinstance(layers, list) else (),
+        metadata=metadata,
+    )
 
 
 def _array_count(reader: Any, key: str) -> int | None:

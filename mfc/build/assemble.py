@@ -27,8 +27,10 @@ def assemble(
     info: GGUFInfo,
     new_adapters: Sequence[AdapterUse],
     put: Callable[[bytes], Blob],
+    projector: Descriptor | None = None,
 ) -> tuple[tuple[Descriptor, ...], dict[str, Any]]:
-    """(ordered layers, config) of the image ``spec`` builds on ``base``."""
+    """(ordered layers, config) of the image ``spec`` builds on ``base``. ``projector``:
+    one the Modelfile names (FROM lines), replacing any the base has."""
     inherited = base.layers
 
     def layer(media_type: str, data: bytes) -> Descriptor:
@@ -38,7 +40,10 @@ def assemble(
         return layer(media_type, text.encode("utf-8"))
 
     layers: list[Descriptor] = list(model_layers)
-    layers += [d for d in inherited if d.media_type == mt.PROJECTOR]
+    if projector is not None:
+        layers.append(projector)
+    else:
+        layers += [d for d in inherited if d.media_type == mt.PROJECTOR]
 
     adapters = [*base.adapters, *new_adapters]
     layers += [a.layer for a in adapters]

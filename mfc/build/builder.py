@@ -2,11 +2,14 @@
 
 ``Builder`` orchestrates; each step is a module with one job:
 
+0. read the FROM lines (``projectors``): which one the text model comes from, which
+   file is a projector (its header says), and check the projector on its own;
 1. resolve FROM through the resolver table (``sources``: file or directory or split
    set, another Modelfile built first, a store name or digest, the registry cache)
    into a ``ResolvedBase``, and every ADAPTER (``adapter_inputs``) — a file is
    inspected (GGUF header) *before* it is copied, copied in one pass while hashed, or
-   only hashed when the build does not keep it (``inputs``);
+   only hashed when the build does not keep it (``inputs``); the projector is checked
+   against the model's header before the model is stored, then stored itself;
 2. quantize the model layer (``quantize_step``), from the input where it lies;
 3. assemble layers and the config blob (``assemble``, inheritance rules in ``compose``);
 4. compare with ``Modelfile.lock`` when ``--locked`` (``lockcheck``);
@@ -31,6 +34,13 @@ from mfc.build.caches import BuildCache
 from mfc.build.events import BuildEvent, Events, Progress
 from mfc.build.lockcheck import check_lock, file_digests, read_lock_quietly
 from mfc.build.lockfile import Lock, lock_path, write_lock
+from mfc.build.projectors import (
+    FromPlan,
+    check_with_model,
+    model_check,
+    plan_froms,
+    store_projector,
+)
 from mfc.build.result import BuildResult
 from mfc.build.sources import resolve_from
 from mfc.build.sources.base import Context, FromRef, RegistryCacheSearch, ResolvedBase
@@ -130,6 +140,8 @@ class Builder:
             previous = read_lock_quietly(lock_file)
             locked_digests = file_digests(previous, base_dir)
             locked_base = previous.inputs[0] if previous and previous.inputs else None
+        plan = plan_froms(spec, base_dir, self.cache)
+        diags.extend(plan.warnings)
         ctx = Context(
             store=self.store,
             cache=self.cache,
@@ -140,11 +152,13 @@ class Builder:
             locked_digests=locked_digests,
             quantize=quantize,
             locked_base=locked_base,
+            projector_files=plan.projector_files,
+            check_model=model_check(plan.projector),
         )
-        req = FromRef(spec.base.ref, spec.base.span, base_dir, name, _stack)
+        req = FromRef(plan.base.ref, plan.base.span, base_dir, name, _stack)
         with self.store.building():
             manifest, config, lock, base = self._compose(
-                spec, req, ctx, lock_file, store_config=top_level or name is not None
+                spec, req, ctx, lock_file, plan, store_config=top_level or name is not None
             )
         if lock_file is not None and read_lock_quietly(lock_file) != lock:
             try:
@@ -176,12 +190,27 @@ class Builder:
         req: FromRef,
         ctx: Context,
         lock_file: Path | None,
+        plan: FromPlan,
         *,
         store_config: bool,
     ) -> tuple[Manifest, dict[str, Any], Lock, ResolvedBase]:
         """Resolve, assemble, check the lock and write the manifest (under ``building()``)."""
         base = resolve_from(req, ctx)
         model_layers, info = base.model_layers(), base.info
+        projector, projector_inputs = None, []
+        if plan.projector is not None:
+            p = plan.projector
+            check_with_model(p, info)  # a base from the store was not checked as it was read
+            projector, locked_projector, _ = store_projector(
+                p,
+                req.base_dir,
+                store=self.store,
+                cache=self.cache,
+                events=self.events,
+                link=self.link,
+                locked_digest=ctx.locked_digests.get(p.path.resolve()),
+            )
+            projector_inputs.append(locked_projector)
         # a drifted --locked input was only hashed: MF210 follows, no quantizing
         if ctx.quantize is not None and not base.drifted:
             from mfc.build.quantize_step import quantize_base
@@ -195,7 +224,9 @@ class Builder:
                 events=self.events,
             )
         adapters, adapter_inputs = resolve_adapters(spec, req.base_dir, info, ctx)
-        layers, config = assemble(spec, base, model_layers, info, adapters, self.store.put_bytes)
+        layers, config = assemble(
+            spec, base, model_layers, info, adapters, self.store.put_bytes, projector
+        )
         config_bytes = canonical_json(config)
         # a dependency's config is passed on as a value: no manifest will reference its blob
         config_blob = (
@@ -205,13 +236,18 @@ class Builder:
         )
         manifest = Manifest(Descriptor(mt.CONFIG, *config_blob), layers)
         lock = Lock(
-            inputs=(base.locked, *adapter_inputs),
+            inputs=(base.locked, *projector_inputs, *adapter_inputs),
             build_args=spec.build_args,
             quantize=ctx.quantize,
             manifest=manifest.digest,
         )
         if self.locked:
-            check_lock(lock, lock_file, spec)
+            spans = [
+                req.span,
+                *(p.span for p in [plan.projector] if p is not None),
+                *(a.span for a in spec.adapters),
+            ]
+            check_lock(lock, lock_file, spec, spans)
         if req.tag is not None:
             self.events.step(f"writing manifest {req.tag.display}")
             self.store.write_manifest(req.tag, manifest)

@@ -182,11 +182,15 @@ def _remember(cache: BuildCache, path: Path, key: FileKey, blob: Blob, info: GGU
     cache.record_gguf_info(blob.digest, info)
 
 
-def gguf_in_dir(path: Path, span: Span, instruction: str) -> Path:
-    """The model file a directory named by FROM/ADAPTER stands for; MF206 when none or several."""
+def gguf_in_dir(
+    path: Path, span: Span, instruction: str, exclude: frozenset[Path] = frozenset()
+) -> Path:
+    """The model file a directory named by FROM/ADAPTER stands for; MF206 when none or several.
+
+    ``exclude``: files that are not the model (the projector beside it)."""
     from mfc.build.locate import pick_gguf
 
-    first, found = pick_gguf(path)
+    first, found = pick_gguf(path, exclude)
     if first is not None:
         return first
     if not found:

@@ -35,12 +35,15 @@ def gguf_files(directory: Path) -> list[Path]:
     return [p for p in entries if p.is_file()]
 
 
-def pick_gguf(directory: Path) -> tuple[Path | None, list[Path]]:
+def pick_gguf(
+    directory: Path, exclude: frozenset[Path] = frozenset()
+) -> tuple[Path | None, list[Path]]:
     """The one model file of a directory: its only GGUF, or shard 1 of its only split set.
 
-    Returns (file or None, every GGUF found) so the caller can say what was ambiguous.
+    ``exclude``: files to skip (a projector beside the model). Returns (file or None,
+    every GGUF considered) so the caller can say what was ambiguous.
     """
-    files = gguf_files(directory)
+    files = [p for p in gguf_files(directory) if p not in exclude]
     if len(files) == 1:
         return files[0], files
     firsts = [p for p in files if (m := SPLIT_RE.match(p.name)) and int(m["no"]) == 1]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mfc.build.lockfile import Drift, Lock, drift, read_lock
 from mfc.diagnostics import codes
 from mfc.diagnostics.diagnostic import DiagnosticError
+from mfc.diagnostics.span import Span
 from mfc.modelfile.spec import ModelSpec
 
 
@@ -23,13 +25,17 @@ def file_digests(lock: Lock | None, base_dir: Path) -> dict[Path, str]:
         return {}
     found = {}
     for item in lock.inputs:
-        if item.kind == "file" and item.path is not None:
+        if item.kind in ("file", "projector") and item.path is not None:
             found[(base_dir / item.path).resolve()] = item.digest
     return found
 
 
-def check_lock(fresh: Lock, lock_file: Path | None, spec: ModelSpec) -> None:
-    """MF211 without a lock; one MF210 per difference, on the line of the input that drifted."""
+def check_lock(
+    fresh: Lock, lock_file: Path | None, spec: ModelSpec, spans: Sequence[Span] | None = None
+) -> None:
+    """MF211 without a lock; one MF210 per difference, on the line of the input that drifted.
+
+    ``spans``: the line of each fresh input, in order (default: FROM, then each ADAPTER)."""
     span = spec.base.span
     if lock_file is None:
         raise codes.LOCK_MISSING.error(
@@ -57,7 +63,8 @@ def check_lock(fresh: Lock, lock_file: Path | None, spec: ModelSpec) -> None:
             )
         )
     if changes:
-        spans = [spec.base.span, *(a.span for a in spec.adapters)]
+        if spans is None:
+            spans = [spec.base.span, *(a.span for a in spec.adapters)]
         raise DiagnosticError(
             [
                 codes.LOCK_DRIFT(

@@ -29,7 +29,7 @@ def lock_path(modelfile: Path) -> Path:
 class LockedInput:
     instruction: str  # "FROM" | "ADAPTER"
     ref: str  # as written in the Modelfile (after ARG substitution)
-    kind: str  # "file" | "modelfile" | "model" | "registry_cache"
+    kind: str  # "file" | "projector" | "modelfile" | "model" | "registry_cache"
     digest: str  # file: the blob digest (shard 1 for split sets); others: a manifest digest
     path: str | None = None  # file/modelfile inputs: relative to the Modelfile dir when inside it
     size: int | None = None  # file inputs: total bytes

@@ -129,6 +129,18 @@ BAD_BASE = register("MF216", "bad-base", E, "base image unusable (missing blobs,
 DRAFT_IGNORED = register("MF217", "draft-ignored", W, "DRAFT is not built into the image yet")
 LOCK_NOT_WRITTEN = register("MF218", "lock-not-written", W, "Modelfile.lock could not be written")
 PULL_FAILED = register("MF222", "pull-failed", E, "FROM's registry model could not be pulled")
+PROJECTOR_UNSUPPORTED = register(
+    "MF223", "projector-unsupported", E, "projector type not one the installed libmtmd loads"
+)
+PROJECTOR_MISMATCH = register(
+    "MF224", "projector-mismatch", E, "projector output width is not the model's embedding width"
+)
+PROJECTOR_INCOMPLETE = register(
+    "MF225", "projector-incomplete", E, "projector lacks a tensor or key libmtmd needs"
+)
+PROJECTOR_WITHOUT_MODEL = register(
+    "MF226", "projector-without-model", E, "FROM names a projector but no text model"
+)
 # Store commands (list/show/rm/cp/gc/verify/save/load; raised by mfc.store, reported by mfc.cli).
 UNKNOWN_MODEL = register("MF219", "unknown-model", E, "no model by that name in the store")
 INVALID_MODEL_NAME = register("MF220", "invalid-model-name", E, "a name breaks the naming grammar")

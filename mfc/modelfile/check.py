@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import itertools
 import os
 import re
 from collections.abc import Mapping
@@ -231,7 +232,7 @@ class _Checker:
             span = inst.span or self.source.span(0, 0)
             if kw in _SINGLE:
                 previous = last.get(kw)
-                if previous is not None:
+                if previous is not None and kw != "FROM":  # FROM: after the loop
                     self.add(
                         codes.DUPLICATE_INSTRUCTION(
                             previous.keyword_span,
@@ -289,6 +290,7 @@ class _Checker:
             stop_at = stop_span or froms[-1][0].span
             assert stop_at is not None  # parsed instructions always carry their span
             params["stop"] = Param("stop", tuple(stops), stop_at)
+        merged = self.check_repeated_from(froms)
         from_inst, from_value = froms[-1]
         draft = drafts[-1] if drafts else None
         if draft is not None:
@@ -296,6 +298,7 @@ class _Checker:
         return ModelSpec(
             source=self.source.name,
             base=BaseRef(from_value, from_inst.span or self.source.span(0, 0)),
+            merged_froms=merged,
             draft=BaseRef(draft[1], draft[0].span) if draft else None,  # type: ignore[arg-type]
             adapters=tuple(adapters),
             parameters=tuple(params.values()),
@@ -310,6 +313,38 @@ class _Checker:
             # rebuilt config records the same build args and gets the same digest.
             build_args=tuple(sorted((k, v or "") for k, v in self.args.items())),
         )
+
+    def check_repeated_from(self, froms: list[tuple[Instruction, str]]) -> tuple[BaseRef, ...]:
+        """Several FROM lines: merged when each is a local path (Ollama merges their files —
+        a model and its projector — and only the builder, reading them, can tell a second
+        model from a projector); otherwise the last wins and each earlier one is MF107."""
+        if len(froms) < 2:
+            return ()
+        if all(self.is_local_path(value) for _, value in froms):
+            return tuple(
+                BaseRef(value, inst.span or self.source.span(0, 0)) for inst, value in froms[:-1]
+            )
+        for (previous, _), (later, _) in itertools.pairwise(froms):
+            line = later.span.line if later.span is not None else 0
+            self.add(
+                codes.DUPLICATE_INSTRUCTION(
+                    previous.keyword_span,
+                    f"`FROM` given again on line {line}; this one is ignored",
+                    hint="keep one `FROM` (the last one wins, as in Ollama)",
+                    label="overridden",
+                )
+            )
+        return ()
+
+    def is_local_path(self, value: str) -> bool:
+        """A FROM value Ollama reads as files: one that can only be a path, or (paths
+        checked) one that exists relative to the Modelfile."""
+        if looks_like_path(value):
+            return True
+        if self.base_dir is None or not value.strip():
+            return False
+        path = Path(os.path.expanduser(value))
+        return (path if path.is_absolute() else self.base_dir / path).exists()
 
     # -- per instruction -------------------------------------------------------------------------
     def check_ref(self, inst: Instruction, value: str, kw: str) -> str:

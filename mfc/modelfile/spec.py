@@ -58,7 +58,12 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     source: str  # path of the Modelfile ("-" for stdin)
-    base: BaseRef  # the effective FROM
+    base: BaseRef  # the effective FROM (the last FROM line)
+    # The FROM lines above ``base`` when every FROM line is a local path: Ollama merges
+    # those files into one model (a model and its projector), so the builder reads each
+    # and decides — a projector joins the model, a second model is MF107 (last wins).
+    # Empty otherwise: earlier FROM lines were MF107 here and are ignored.
+    merged_froms: tuple[BaseRef, ...] = ()
     draft: BaseRef | None = None
     adapters: tuple[AdapterRef, ...] = ()  # in file order; all are applied
     parameters: tuple[Param, ...] = ()  # one per name, file order; `stop` gathered into a tuple

@@ -1122,9 +1122,11 @@ def show_response(
     system: str = "",
     messages: Sequence[Mapping[str, Any]] = (),
     capabilities: Sequence[str] = (),
+    projector_info: Mapping[str, Any] | None = None,
     tz: tzinfo | None = None,
 ) -> dict[str, Any]:
-    """/api/show, with Go's omitempty rules; ``model_info`` is always present (clients need it)."""
+    """/api/show, with Go's omitempty rules; ``model_info`` is always present (clients need it).
+    ``projector_info``: the projector's metadata (a vision model), omitted when empty."""
     out: dict[str, Any] = {}
     text_fields = {
         "license": "\n".join(license),
@@ -1138,6 +1140,8 @@ def show_response(
     if messages:
         out["messages"] = [dict(m) for m in messages]
     out["model_info"] = dict(model_info)
+    if projector_info:
+        out["projector_info"] = dict(projector_info)
     if capabilities:
         out["capabilities"] = list(capabilities)
     out["modified_at"] = format_time(modified_ns, tz)
@@ -1333,6 +1337,7 @@ class ShowResponse(_Out):
     details: ModelDetails
     messages: list[dict[str, Any]] | None = None
     model_info: dict[str, Any]
+    projector_info: dict[str, Any] | None = None
     capabilities: list[str] | None = None
     modified_at: Timestamp
 

@@ -69,12 +69,17 @@ class ServerState:
         return out
 
     def show(self, name: str, verbose: bool) -> dict[str, Any]:
-        from mfc.store.show import UnrepresentableError, parameters_text, render_modelfile
+        from mfc.store.show import (
+            UnrepresentableError,
+            parameters_text,
+            projector_info,
+            render_modelfile,
+        )
 
         view = read_image(self.store, name, header=True)
         try:
             modelfile = render_modelfile(view)
-        except UnrepresentableError as exc:  # split or projector models: no Modelfile spelling
+        except UnrepresentableError as exc:  # split models: no Modelfile spelling
             modelfile = f"# this model cannot be written as a Modelfile: {exc}\n"
         return ol.show_response(
             facts(view),
@@ -87,6 +92,7 @@ class ServerState:
             system=view.system or "",
             messages=[m.to_dict() for m in view.messages],
             capabilities=view.capabilities(),
+            projector_info=projector_info(view),
         )
 
     def ps_entry(self, model: Loaded) -> dict[str, Any]:

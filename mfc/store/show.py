@@ -12,8 +12,12 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from mfc.diagnostics.diagnostic import DiagnosticError
+from mfc.gguf_meta import GGUFInfo, parameter_count_label
+from mfc.gguf_projector import effective_type, output_width
 from mfc.modelfile.spec import ParamValue
-from mfc.store.image import EXTRA_INSTRUCTIONS, Adapter, ImageView
+from mfc.store import media_types as mt
+from mfc.store.image import EXTRA_INSTRUCTIONS, Adapter, ImageView, read_gguf_info
 from mfc.store.store import StoreError
 
 
@@ -69,21 +73,37 @@ def _values(value: ParamValue | list[Any]) -> tuple[Any, ...]:
 # -- Modelfile ----------------------------------------------------------------------
 
 
+def projector_header(view: ImageView) -> GGUFInfo | None:
+    """The header of the image's (first) projector layer; None when it has none, or when
+    the blob is not a projector GGUF (then nothing can be said about it)."""
+    if not view.projectors:
+        return None
+    try:
+        info = read_gguf_info(view.projectors[:1])
+    except (DiagnosticError, OSError):
+        return None
+    return info if info.is_projector else None
+
+
 def _check_representable(view: ImageView) -> None:
     """Refuse images a Modelfile cannot rebuild rather than print one that builds
     something else: FROM names one blob by path, so a split model's other shards
-    and a projector layer would be silently dropped."""
+    would be silently dropped. One projector is a second FROM line (the builder
+    merges FROM files, telling the projector by its header); several, or a layer
+    whose blob is not a projector GGUF, would not come back."""
     lost = []
     if len(view.shards) > 1:
         lost.append(f"its model is split into {len(view.shards)} GGUF shards")
-    if view.projectors:
-        lost.append("it has a projector layer" + ("s" if len(view.projectors) > 1 else ""))
+    if len(view.projectors) > 1:
+        lost.append(f"it has {len(view.projectors)} projector layers")
+    elif view.projectors and projector_header(view) is None:
+        lost.append("it has a projector layer that is not a projector GGUF")
     if lost:
         name = view.display
         raise UnrepresentableError(
             "FROM",
             f"cannot write a Modelfile that rebuilds `{name}`: {' and '.join(lost)}, which a"
-            f" Modelfile cannot name by path; to build on it, start a Modelfile with"
+            f" Modelfile cannot name; to build on it, start a Modelfile with"
             f" `FROM {name}@{view.digest}`; to copy it elsewhere, use"
             f" `mfc save -o FILE.tar {name}`",
         )
@@ -117,11 +137,15 @@ def render_modelfile(
             lines.append(_line("ARG", f"{key}={value}"))
         if view.model_path is not None:
             lines.append(_line("FROM", str(view.model_path)))
+        for path in view.projectors:  # one: _check_representable
+            lines.append(_line("FROM", str(path)))
         for a in view.adapters:
             flags = () if a.scale == 1.0 else (f"--scale={format_number(a.scale)}",)
             lines.append(_line("ADAPTER", str(a.path), flags=flags))
     else:
         lines.append(_line("FROM", base))
+        for path in view.projectors:
+            lines.append(f"# FROM {path}  (projector, inherited through FROM)")
         for a in view.adapters:
             scale = "" if a.scale == 1.0 else f" --scale={format_number(a.scale)}"
             lines.append(f"# ADAPTER{scale} {a.path}  (inherited through FROM)")
@@ -226,6 +250,58 @@ def model_rows(view: ImageView) -> list[tuple[str, str]]:
     return rows
 
 
+def human_bytes(n: int) -> str:
+    """Ollama's decimal units (``format.HumanBytes``): `574 KB`, `4.7 GB`."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= scale:
+            value = n / scale
+            if value >= 10 or value == int(value):
+                return f"{int(value)} {unit}"
+            return f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+def projector_rows(view: ImageView) -> list[tuple[str, str]]:
+    """The Projector section: Ollama's rows (architecture, parameters, embedding length,
+    dimensions = ``projection_dim``), then libmtmd's facts — its type, image and patch
+    size, the width of what it feeds the text model — and the layer's size."""
+    info = projector_header(view)
+    if info is None or info.projector is None:
+        return []
+    facts = info.projector
+    rows = [("architecture", info.architecture or "")]
+    if info.parameter_count:
+        rows.append(("parameters", parameter_count_label(info.parameter_count)))
+    if facts.embedding_length is not None:
+        rows.append(("embedding length", str(facts.embedding_length)))
+    if facts.projection_dim is not None:
+        rows.append(("dimensions", str(facts.projection_dim)))
+    rows.append(("type", effective_type(facts, info) or ""))
+    for label, value in (("image size", facts.image_size), ("patch size", facts.patch_size)):
+        if value is not None:
+            rows.append((label, str(value)))
+    width = output_width(info)
+    if width is not None:
+        rows.append(("projection width", str(width)))
+    if view.manifest is not None:
+        layer = view.manifest.layer(mt.PROJECTOR)
+        if layer is not None:
+            rows.append(("size", human_bytes(layer.size)))
+    return rows
+
+
+def projector_info(view: ImageView) -> dict[str, Any] | None:
+    """/api/show's ``projector_info`` (Ollama's ``GetModelInfo``): the first projector's
+    metadata, arrays of more than five items as ``[]``, and ``general.parameter_count``.
+    None without a (readable) projector: the key is then omitted."""
+    info = projector_header(view)
+    if info is None or info.projector is None:
+        return None
+    out = dict(info.projector.metadata)
+    out["general.parameter_count"] = info.parameter_count
+    return out
+
+
 def format_show(
     view: ImageView,
     *,
@@ -239,6 +315,9 @@ def format_show(
     params = view.params if params is None else params
     system = view.system if system is None else system
     out = _section("Model", [*model_rows(view), *extra])
+    projector = projector_rows(view)
+    if projector:
+        out += _section("Projector", projector)
     if view.adapters:
         rows = [(_adapter_label(a), f"scale {_scalar(a.scale)}") for a in view.adapters]
         out += _section("Adapters", rows)

@@ -109,6 +109,10 @@ class Context:
     quantize: str | None = None  # the type this build quantizes the model to (top level only)
     # --locked: the lock's FROM entry (a registry FROM pulls the locked digest, or is MF210)
     locked_base: LockedInput | None = None
+    # projector files inside FROM directories (``mfc.build.projectors``): not the model
+    projector_files: frozenset[Path] = frozenset()
+    # run on a model file's header before it is stored (the projector's width check)
+    check_model: Callable[[GGUFInfo], None] | None = None
 
 
 Resolved = ResolvedBase | Miss | None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mfc.build.inputs import InputFile, gguf_in_dir, ingest, not_gguf
 from mfc.build.lockfile import LockedInput
+from mfc.build.projectors import refuse_projector
 from mfc.build.sources.base import Context, FromRef, Resolved, ResolvedBase
 from mfc.diagnostics import codes
 from mfc.gguf_meta import GGUFFormatError, GGUFInfo, check_model, merge_split, split_set
@@ -25,7 +26,7 @@ def relative(path: Path, base_dir: Path) -> str:
 def resolve(req: FromRef, ctx: Context) -> Resolved:
     path = req.path
     if path.is_dir():
-        path = gguf_in_dir(path, req.span, "FROM")
+        path = gguf_in_dir(path, req.span, "FROM", exclude=ctx.projector_files)
     elif not path.is_file() or is_modelfile_name(path.name):
         return None
     return file_base(req, path, ctx)
@@ -42,6 +43,7 @@ def file_base(req: FromRef, path: Path, ctx: Context) -> ResolvedBase:
     files = [InputFile.of(p) for p in (shards or [path])]
 
     def not_adapter(info: GGUFInfo) -> None:
+        refuse_projector(info, f"FROM `{ref}`", span)
         if info.is_adapter:
             raise codes.FROM_ADAPTER.error(
                 f"FROM `{ref}` is a LoRA adapter, not a model",
@@ -61,6 +63,8 @@ def file_base(req: FromRef, path: Path, ctx: Context) -> ResolvedBase:
                 f"{info.split_count:05d}.gguf`, with all shards beside it under "
                 "their original names, or merge the set with llama.cpp's gguf-split --merge",
             )
+        if ctx.check_model is not None and info.split_no in (None, 0):
+            ctx.check_model(info)  # shard 1 holds the metadata
 
     def keep(info: GGUFInfo) -> bool:
         # a model --quantize replaces is quantized from where it lies, never stored
