@@ -6,14 +6,13 @@ spelled it: a model without a projector refuses images; a vision model refuses w
 the byte or pixel limit); remote image URLs are refused (the server fetches nothing). None
 of these loads a model: `/api/ps` stays empty.
 
-The vision model here is the counter with a projector layer put into the store by hand
-(`add_projector`): the projector is never loaded by these tests.
+The vision model here is the counter built with the fixture's projector (two FROM lines);
+these tests never load it.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import struct
 import zlib
 from collections.abc import Iterator
@@ -25,8 +24,6 @@ import pytest
 
 from mfc.runtime.media import MAX_IMAGE_BYTES
 from mfc.store import Store
-from mfc.store import media_types as mt
-from mfc.store.manifest import Descriptor
 from mfc.testing.server import Server, build_counter, start_server, stop_server
 from mfc.testing.vision import BLUE, RED, image_png
 
@@ -36,15 +33,6 @@ PNG_RED = image_png(RED)
 B64_RED = base64.b64encode(PNG_RED).decode()
 
 
-def add_projector(store: Store, base: str, name: str, projector: Path) -> None:
-    """``name``: model ``base`` plus a projector layer, as a Modelfile with ``FROM base`` and
-    ``FROM projector.gguf`` builds it (written here directly into the store)."""
-    manifest = store.read_manifest(base)
-    blob = store.put_file(projector)
-    layer = Descriptor(mt.PROJECTOR, blob.digest, blob.size)
-    store.write_manifest(name, dataclasses.replace(manifest, layers=(*manifest.layers, layer)))
-
-
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, fixture_models: dict[str, Path]
@@ -52,7 +40,8 @@ def served(
     tmp = tmp_path_factory.mktemp("serve-images")
     store = Store(tmp / "models")
     build_counter(store, fixture_models, TEXT)
-    add_projector(store, TEXT, VISION, fixture_models["vision-proj.gguf"])
+    # a Modelfile naming the model and its projector (two FROM lines, as Ollama's)
+    build_counter(store, fixture_models, VISION, f"FROM {fixture_models['vision-proj.gguf']}\n")
     server = start_server(tmp, store)
     try:
         yield server

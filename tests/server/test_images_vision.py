@@ -2,8 +2,8 @@
 (`mfc.testing.vision`: a prompt ending with a red image is continued ``stuvwxyz``, with a blue
 one ``cdef…z``) and the official clients of each API.
 
-The vision model is the counter with the fixture's projector as a layer (`add_projector`, as
-a Modelfile with two FROM lines builds it).
+The vision models are built from Modelfiles with two FROM lines (the model and the fixture's
+projector), as Ollama's are.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import httpx
 import ollama
 import openai
 import pytest
-from test_images_api import add_projector
 
 from mfc.build import build_text
 from mfc.store import Store
@@ -43,10 +42,11 @@ def served(
 ) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve-vision")
     store = Store(tmp / "models")
+    projector = fixture_models["vision-proj.gguf"]
     build_counter(store, fixture_models, "counter")
-    add_projector(store, "counter", VISION, fixture_models["vision-proj.gguf"])
-    build_text(f"FROM {fixture_models['think.gguf']}\n", Path.cwd(), "think", store=store)
-    add_projector(store, "think", "think-vision", fixture_models["vision-proj.gguf"])
+    build_counter(store, fixture_models, VISION, f"FROM {projector}\n")  # model + projector
+    think = fixture_models["think.gguf"]
+    build_text(f"FROM {think}\nFROM {projector}\n", Path.cwd(), "think-vision", store=store)
     server = start_server(tmp, store)
     try:
         yield server
