@@ -30,6 +30,8 @@ Exceptions::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,6 +53,7 @@ __all__ = [
     "error_body",
     "error_type",
     "estimate_tokens",
+    "image_fields",
     "message_id",
     "messages_request",
     "messages_response",
@@ -315,13 +318,38 @@ def _message(msg: MessageParam, i: int) -> list[dict[str, Any]]:
     return out
 
 
+def image_fields(req: MessagesRequest) -> list[str]:
+    """Where each image of ``messages_request(req)`` came from (``messages[i].content[j]``, or
+    ``…content[j].content[k]`` inside a tool_result), in its order: a user turn's tool results
+    come before its own blocks, an assistant turn's after (as `_message` orders them)."""
+    out: list[str] = []
+    for i, msg in enumerate(req.messages):
+        own: list[str] = []
+        results: list[str] = []
+        for j, block in enumerate(msg.content):
+            where = f"messages[{i}].content[{j}]"
+            if block.type == "image":
+                own.append(where)
+            elif block.type == "tool_result" and isinstance(block.content, list):
+                for k, item in enumerate(block.content):
+                    if isinstance(item, dict) and item.get("type") == "image":
+                        results.append(f"{where}.content[{k}]")
+        out.extend(results + own if msg.role.lower() == "user" else own + results)
+    return out
+
+
 def _image(source: ImageSource | None, where: str) -> str:
     if source is None:
         raise ol.BadRequest("invalid image source")
     if source.type != "base64":
         raise ol.BadRequest(
-            f"{where}: invalid image source type: {source.type}. Only base64 images are supported."
+            f"{where}: invalid image source type: {source.type}. Only base64 images are "
+            "supported (mfc serve fetches nothing: send the image's bytes as a base64 source)."
         )
+    try:
+        base64.b64decode(source.data.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError):
+        raise ol.BadRequest(f"{where}: invalid base64 image data") from None
     return source.data
 
 

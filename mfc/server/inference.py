@@ -8,11 +8,15 @@ sampling happen in the model's runner.
 
 from __future__ import annotations
 
+import base64
+import re
+import secrets
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfc.runtime import media
 from mfc.runtime.model import ChatMessage, ModelImage
 from mfc.runtime.prompt import PromptTemplate, choose_template, render
 from mfc.server.models import Prepared, sampling_wire
@@ -43,7 +47,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Conversation:
-    """What a chat or generate request asks the template to render."""
+    """What a chat or generate request asks the template to render.
+
+    A message may carry ``images``: the encoded bytes of each image (checked already), which
+    become `media.MEDIA_MARKER` slots in its content (see `build_prompt`).
+    """
 
     messages: Sequence[Mapping[str, Any]]
     tools: Sequence[Mapping[str, Any]] | None = None
@@ -54,23 +62,129 @@ class Conversation:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def build_prompt(image: ModelImage, conv: Conversation) -> str:
-    """SYSTEM, the image's MESSAGE layers, then the request's messages, through the template."""
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt and the images its `media.MEDIA_MARKER` slots stand for, in order
+    (``text`` holds the marker exactly ``len(images)`` times)."""
+
+    text: str
+    images: tuple[bytes, ...] = ()
+
+    def debug_text(self) -> str:
+        """The prompt as ``_debug_render_only`` shows it: each slot as Ollama's ``[img-N]``."""
+        parts = self.text.split(media.MEDIA_MARKER)
+        out = [parts[0]]
+        for n, part in enumerate(parts[1:]):
+            out.append(f"[img-{n}]{part}")
+        return "".join(out)
+
+
+class _Slots:
+    """Where each image goes, found after the template has run.
+
+    Each image becomes a placeholder no client can type (it carries a random nonce), placed
+    where Ollama puts its ``[img-N]`` tags: replacing the first ``[img]`` of the message's
+    content, else prefixed to it. After rendering, every `media.MEDIA_MARKER` already in the
+    text (typed by a user, or in a system prompt or template) is removed and each placeholder
+    becomes the marker; the images are listed in the order their slots appear, so an image
+    the template did not render is not sent, and the count always matches.
+    """
+
+    def __init__(self) -> None:
+        self.nonce = secrets.token_hex(8)
+        self.images: list[bytes] = []
+        self.pattern = re.compile(r"\[mfc-img-" + self.nonce + r"-(\d+)\]")
+
+    def tag(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
+        images = message.get("images")
+        if "images" not in message:
+            return message
+        out = {k: v for k, v in message.items() if k != "images"}
+        if not images:
+            return out
+        content = str(out.get("content") or "")
+        prefix = ""
+        for data in images:
+            slot = f"[mfc-img-{self.nonce}-{len(self.images)}]"
+            self.images.append(bytes(data))
+            if "[img]" in content:
+                content = content.replace("[img]", slot, 1)
+            else:
+                prefix += slot
+        out["content"] = prefix + content
+        return out
+
+    def resolve(self, text: str) -> Prompt:
+        text = media.strip_markers(text)
+        used: list[bytes] = []
+
+        def slot(m: re.Match[str]) -> str:
+            used.append(self.images[int(m.group(1))])
+            return media.MEDIA_MARKER
+
+        return Prompt(self.pattern.sub(slot, text), tuple(used))
+
+
+def build_prompt(image: ModelImage, conv: Conversation) -> Prompt:
+    """SYSTEM, the image's MESSAGE layers, then the request's messages, through the template;
+    the messages' images become `media.MEDIA_MARKER` slots (`_Slots`)."""
+    slots = _Slots()
+    tagged = [slots.tag(m) for m in conv.messages]
+    return slots.resolve(_build_text(image, conv, tagged))
+
+
+def _build_text(
+    image: ModelImage, conv: Conversation, conv_messages: Sequence[Mapping[str, Any]]
+) -> str:
     template = choose_template(image, conv.template_override, "the request's `template`")
     suffix = conv.extra.get("suffix")
     if suffix and template.text is not None:
-        return _insert(template, str(conv.messages[-1].get("content") or ""), str(suffix), conv)
+        return _insert(template, str(conv_messages[-1].get("content") or ""), str(suffix), conv)
     messages: list[Mapping[str, Any]] = []
-    first_is_system = bool(conv.messages) and conv.messages[0].get("role") == "system"
+    first_is_system = bool(conv_messages) and conv_messages[0].get("role") == "system"
     system = conv.system_override if conv.system_override is not None else image.system
     if system and not first_is_system:
         messages.append({"role": "system", "content": system})
     if conv.image_messages:
         messages.extend(m.to_dict() for m in image.messages)
-    messages.extend(conv.messages)
+    messages.extend(conv_messages)
     if template.text is None:
         return "".join(str(m.get("content") or "") for m in messages)
     return _render(template, messages, image, conv)
+
+
+_RAW_TAG = re.compile(r"\[img-(\d+)\]")
+
+
+def raw_prompt(text: str, images: Sequence[bytes] = ()) -> Prompt:
+    """A raw prompt (no template): as in Ollama, image N goes where the prompt says
+    ``[img-N]`` (the first such tag); typed `media.MEDIA_MARKER` text is removed.
+
+    PromptError names an image the prompt has no tag for (Ollama's runner would fail on it).
+    """
+    text = media.strip_markers(text)
+    if not images:
+        return Prompt(text)
+    placed: set[int] = set()
+    order: list[bytes] = []
+
+    def slot(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        if n >= len(images) or n in placed:
+            return m.group(0)
+        placed.add(n)
+        order.append(bytes(images[n]))
+        return media.MEDIA_MARKER
+
+    out = _RAW_TAG.sub(slot, text)
+    missing = [n for n in range(len(images)) if n not in placed]
+    if missing:
+        n = missing[0]
+        raise PromptError(
+            f'images[{n}]: a raw prompt places each image with its tag: put "[img-{n}]" '
+            "in the prompt where the image goes"
+        )
+    return Prompt(out, tuple(order))
 
 
 def _insert(template: PromptTemplate, prompt: str, suffix: str, conv: Conversation) -> str:
@@ -133,8 +247,14 @@ async def generate(
     logprobs: bool = False,
     top_logprobs: int = 0,
     info: Mapping[str, Any] | None = None,
+    images: Sequence[bytes] = (),
 ) -> AsyncGenerator[Piece | Done, None]:
-    """Stream one generation. Closing the iterator cancels it in the runner."""
+    """Stream one generation. Closing the iterator cancels it in the runner.
+
+    ``images`` are the encoded images a text ``prompt``'s `media.MEDIA_MARKER` slots stand
+    for, in order (the frame carries them as standard base64)."""
+    if images and not isinstance(prompt, str):
+        raise ValueError("images need a text prompt (a token prompt has no image slots)")
     start = time.perf_counter_ns()
     async with scheduler.use(name, prepared.spec, keep_alive, dict(info or {})) as model:
         load_ns = 0 if model.load_reported else model.load_ns
@@ -144,6 +264,8 @@ async def generate(
             fields["prompt"] = prompt
         else:
             fields["tokens"] = list(prompt)
+        if images:
+            fields["images"] = [base64.b64encode(data).decode("ascii") for data in images]
         if grammar is not None:
             fields["grammar"] = grammar  # GBNF (mfc.runtime.structured), compiled by the runner
         if logprobs or top_logprobs:

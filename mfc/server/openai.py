@@ -49,6 +49,7 @@ __all__ = [
     "ResponsesRequest",
     "ResponsesStream",
     "chat_completion",
+    "chat_image_fields",
     "chat_request",
     "completion",
     "completion_request",
@@ -59,6 +60,7 @@ __all__ = [
     "model_entry",
     "model_list",
     "new_id",
+    "responses_image_fields",
     "responses_request",
     "to_response",
     "tool_calls",
@@ -271,7 +273,9 @@ def decode_image_url(url: str, param: str) -> str:
     """A ``data:`` URI's image as standard base64 (Ollama's ``decodeImageURL`` rules)."""
     if url.startswith(("http://", "https://")):
         raise Invalid(
-            "image URLs are not currently supported, please use base64 encoded data instead", param
+            "image URLs are not currently supported, please use base64 encoded data instead "
+            "(mfc serve fetches nothing: send the image as a data: URL)",
+            param,
         )
     if url.startswith("data:;base64,"):
         data = url.removeprefix("data:;base64,")
@@ -394,6 +398,19 @@ def chat_request(r: ChatCompletionRequest) -> ol.ChatRequest:
     if r.debug_render_only:
         body["_debug_render_only"] = True
     return _native(ol.ChatRequest, body, "messages")
+
+
+def chat_image_fields(r: ChatCompletionRequest) -> list[str]:
+    """Where each image of ``chat_request(r)`` came from (``messages[i].content[j]``), in its
+    order: the service names the part at fault when it refuses an image."""
+    out = []
+    for i, msg in enumerate(r.messages):
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and part.get("type") in ("image_url", "input_audio"):
+                    out.append(f"messages[{i}].content[{j}]")
+    return out
 
 
 def _tool_choice(value: Any) -> str:
@@ -628,8 +645,13 @@ def chat_completion(id: str, model: str, created: int, got: Outcome) -> dict[str
     }
 
 
-def chat_debug(id: str, model: str, created: int, rendered: str) -> dict[str, Any]:
+def chat_debug(
+    id: str, model: str, created: int, rendered: str, image_count: int = 0
+) -> dict[str, Any]:
     """``_debug_render_only``: an empty completion carrying the rendered prompt (Ollama's)."""
+    debug: dict[str, Any] = {"rendered_template": rendered}
+    if image_count:
+        debug["image_count"] = image_count
     return {
         "id": id,
         "object": "chat.completion",
@@ -640,7 +662,7 @@ def chat_debug(id: str, model: str, created: int, rendered: str) -> dict[str, An
             {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": None}
         ],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "_debug_info": {"rendered_template": rendered},
+        "_debug_info": debug,
     }
 
 
@@ -965,6 +987,27 @@ def responses_request(r: ResponsesRequest) -> ol.ChatRequest:
     if think is not None:
         body["think"] = think
     return _native(ol.ChatRequest, body, "input")
+
+
+def responses_image_fields(r: ResponsesRequest) -> list[str]:
+    """Where each image of ``responses_request(r)`` came from (``input[i].content[j]``, or
+    ``input[i].output[j]``), in its order."""
+    out: list[str] = []
+    if not isinstance(r.input, list):
+        return out
+    for i, item in enumerate(r.input):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type") or ("message" if item.get("role") else "")
+        key = {"message": "content", "function_call_output": "output"}.get(kind)
+        parts = item.get(key) if key else None
+        if not isinstance(parts, list):
+            continue
+        for j, part in enumerate(parts):
+            url = part.get("image_url") if isinstance(part, dict) else None
+            if part.get("type") == "input_image" and isinstance(url, str) and url:
+                out.append(f"input[{i}].{key}[{j}]")
+    return out
 
 
 def _responses_tools(t: Any, where: str) -> list[dict[str, Any]]:

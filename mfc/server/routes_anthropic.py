@@ -66,10 +66,12 @@ async def _parse(request: Request, model_cls: type[an.CountTokensRequest]) -> an
         raise ApiError(exc.status, exc.message) from None
 
 
-async def _job(state: ServerState, req: ol.ChatRequest) -> Job:
+async def _job(
+    state: ServerState, req: ol.ChatRequest, image_fields: list[str] | None = None
+) -> Job:
     """The service's job; thinking asked of a model that cannot think is dropped, not refused
     (Ollama's ``relax_thinking`` for this API: Claude Code asks every model to think)."""
-    return await service.chat_job(state, req, relax_thinking=True)
+    return await service.chat_job(state, req, relax_thinking=True, image_fields=image_fields)
 
 
 async def _messages(request: Request, rid: str) -> Response:
@@ -80,7 +82,7 @@ async def _messages(request: Request, rid: str) -> Response:
         chat = an.messages_request(req)
     except ol.BadRequest as exc:
         raise ApiError(exc.status, exc.message) from None
-    job = await _job(state, chat)
+    job = await _job(state, chat, an.image_fields(req))
     if job.empty:
         raise ApiError(400, "messages: the conversation renders to an empty prompt")
     msg_id = an.message_id()

@@ -131,7 +131,7 @@ async def generate(request: Request) -> Response:
     req = await _parse(request, ol.GenerateRequest)
     job = await service.generate_job(state, req)
     if req.debug_render_only:
-        return JSON(ol.generate_debug(req.model, job.prompt))
+        return JSON(ol.generate_debug(req.model, job.debug_prompt, image_count=len(job.images)))
     if job.empty:
         return await _load_only(job, chat=False)
     return await _respond(request, job, req.stream is not False, chat=False)
@@ -145,7 +145,7 @@ async def chat(request: Request) -> Response:
     req = await _parse(request, ol.ChatRequest)
     job = await service.chat_job(state, req)
     if req.debug_render_only:
-        return JSON(ol.chat_debug(req.model, job.prompt))
+        return JSON(ol.chat_debug(req.model, job.debug_prompt, image_count=len(job.images)))
     if job.empty:
         return await _load_only(job, chat=True)
     return await _respond(request, job, req.stream is not False, chat=True)

@@ -121,10 +121,10 @@ def _empty_outcome() -> Outcome:
 async def chat_completions(request: Request) -> Response:
     r = await _parse(request, oa.ChatCompletionRequest)
     req = oa.chat_request(r)
-    job = await service.chat_job(_state(request), req)
+    job = await service.chat_job(_state(request), req, image_fields=oa.chat_image_fields(r))
     id, created = oa.new_id("chatcmpl-"), int(time.time())
     if req.debug_render_only:
-        return JSON(oa.chat_debug(id, r.model, created, job.prompt))
+        return JSON(oa.chat_debug(id, r.model, created, job.debug_prompt, len(job.images)))
     if r.stream:
         include = r.stream_options is not None and r.stream_options.include_usage
         chunks = oa.ChatStream(id, r.model, created, include)
@@ -178,7 +178,7 @@ async def completions(request: Request) -> Response:
 async def responses(request: Request) -> Response:
     r = await _parse(request, oa.ResponsesRequest)
     req = oa.responses_request(r)
-    job = await service.chat_job(_state(request), req)
+    job = await service.chat_job(_state(request), req, image_fields=oa.responses_image_fields(r))
     id, item_id = oa.new_id("resp_", 999999), oa.new_id("msg_", 999999)
     created = int(time.time())
     if r.stream:

@@ -16,6 +16,7 @@ shapes the body); ``param`` names the request field at fault where one is.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import math
@@ -29,13 +30,14 @@ from typing import Any
 from starlette.requests import Request
 
 from mfc.diagnostics.diagnostic import DiagnosticError
+from mfc.runtime import media
 from mfc.runtime.model import ModelImage
 from mfc.runtime.output import OutputParser, Parsed, output_parser, thinking_tags
 from mfc.runtime.prompt import choose_template
 from mfc.server import inference
 from mfc.server import ollama as ol
 from mfc.server.http import ApiError, first_or_error, prepend, until_disconnect
-from mfc.server.inference import Conversation, Done, Piece, PromptError
+from mfc.server.inference import Conversation, Done, Piece, Prompt, PromptError
 from mfc.server.models import InvalidModelName, ModelNotFound, Prepared, open_image, prepare
 from mfc.server.runners import RunnerError
 from mfc.server.scheduler import QueueFull
@@ -245,10 +247,17 @@ class Job:
     top_logprobs: int = 0
     context: tuple[int, ...] | None = None  # /api/generate's earlier tokens
     raw: bool = False
+    # the images the prompt's media.MEDIA_MARKER slots stand for, in order (encoded bytes)
+    images: tuple[bytes, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not self.prompt
+
+    @property
+    def debug_prompt(self) -> str:
+        """The prompt ``_debug_render_only`` shows: image slots as Ollama's ``[img-N]``."""
+        return Prompt(self.prompt, self.images).debug_text()
 
     def parser(self) -> OutputParser:
         return output_parser(
@@ -327,7 +336,9 @@ class Job:
                     else:
                         cut += len(closing)
                     assert isinstance(prompt, str)  # no two passes over a token context
-                    yield _Resume(prompt + text[:cut])
+                    # the model's text is not an image slot: the resent prompt keeps the
+                    # request's images, and exactly their markers
+                    yield _Resume(prompt + media.strip_markers(text[:cut]))
                     return
         # the stream ended without a Done: the runner's error surfaces from _generate
 
@@ -344,6 +355,7 @@ class Job:
             logprobs=self.logprobs,
             top_logprobs=self.top_logprobs,
             info=self.info,
+            images=self.images,
         )
 
     async def _run(
@@ -427,8 +439,63 @@ def _final(done: Done) -> Final:
     )
 
 
-async def chat_job(state: ServerState, req: ol.ChatRequest, *, relax_thinking: bool = False) -> Job:
-    """Check and render a chat request (Ollama's ChatHandler up to the runner call)."""
+# -- images ----------------------------------------------------------------------------------------
+
+
+async def check_images(
+    image: ModelImage, name: str, sent: Sequence[tuple[str, str]]
+) -> list[bytes]:
+    """The request's images (``(field, base64)`` pairs, in conversation order) as bytes, each
+    checked before the request is queued: a model without a projector refuses them, and an
+    image `media.check_image` refuses (not an image, damaged, a decompression bomb, over the
+    byte or pixel limit) is a 400 naming its field. Decoding runs in a thread."""
+    if not sent:
+        return []
+    if "vision" not in image.capabilities():
+        field = sent[0][0]
+        raise ApiError(
+            400,
+            f'{field}: "{name}" does not support images (the model has no vision projector)',
+            param=field,
+        )
+    return await asyncio.to_thread(_decode_images, sent)
+
+
+def _decode_images(sent: Sequence[tuple[str, str]]) -> list[bytes]:
+    out = []
+    for field, text in sent:
+        # the request model checked the base64 (Go's rules: padding required, newlines skipped)
+        data = base64.b64decode(text.replace("\r", "").replace("\n", ""))
+        try:
+            media.check_image(data)
+        except media.ImageError as exc:
+            raise ApiError(400, f"{field}: {exc}", param=field) from None
+        out.append(data)
+    return out
+
+
+def _fields(names: Sequence[str] | None, native: Sequence[str]) -> list[str]:
+    """The dialect's names for the images (``names``, in conversation order) where it gave
+    them, else the native ones."""
+    if names is not None and len(names) == len(native):
+        return list(names)
+    return list(native)
+
+
+# -- the two generation requests --------------------------------------------------------------
+
+
+async def chat_job(
+    state: ServerState,
+    req: ol.ChatRequest,
+    *,
+    relax_thinking: bool = False,
+    image_fields: Sequence[str] | None = None,
+) -> Job:
+    """Check and render a chat request (Ollama's ChatHandler up to the runner call).
+
+    ``image_fields`` names the request's images as the client's dialect spells them (OpenAI's
+    ``messages[1].content[0]``), in conversation order, for the error texts."""
     alive = keep_alive(state, req.keep_alive)
     image = await open_model(state, req.model)
     think = require(
@@ -437,20 +504,25 @@ async def chat_job(state: ServerState, req: ol.ChatRequest, *, relax_thinking: b
     prepared = prepare_options(state, image, req.options)
     gbnf = grammar(req.format)
     info = state.model_info(req.model, image)
+    native: list[str] = []
+    sent: list[str] = []
     for i, m in enumerate(req.messages):
-        if m.images:
-            raise ApiError(
-                400,
-                f'messages[{i}].images: "{req.model}" does not support images (no vision yet)',
-                param=f"messages[{i}]",
-            )
+        native.extend(f"messages[{i}].images[{k}]" for k in range(len(m.images or ())))
+        sent.extend(m.images or ())
+    names = _fields(image_fields, native)
+    decoded = iter(await check_images(image, req.model, list(zip(names, sent, strict=True))))
     tools = tuple(t.model_dump(by_alias=True, exclude_defaults=True) for t in req.tools or [])
     template = choose_template(image)
-    prompt = ""
+    prompt = Prompt("")
     if req.messages or req.debug_render_only:
-        conv = Conversation(
-            [template_message(m) for m in req.messages], tools=tools or None, think=think
-        )
+        messages = []
+        for m in req.messages:
+            msg = template_message(m)
+            msg.pop("images", None)  # templates see the image slots in the content, not base64
+            if m.images:
+                msg["images"] = [next(decoded) for _ in m.images]
+            messages.append(msg)
+        conv = Conversation(messages, tools=tools or None, think=think)
         prompt = await _build(image, conv)
     return Job(
         state,
@@ -459,25 +531,24 @@ async def chat_job(state: ServerState, req: ol.ChatRequest, *, relax_thinking: b
         prepared,
         alive,
         info,
-        prompt,
+        prompt.text,
         template.text,
         grammar=gbnf,
         tools=tools or None,
         think=think,
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
+        images=prompt.images,
     )
 
 
 async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
-    """Check and render a generate request (Ollama's GenerateHandler up to the runner call)."""
+    """Check and render a generate request (Ollama's GenerateHandler up to the runner call).
+
+    Images go where Ollama's chat-like flow puts them (before the prompt, or at its
+    ``[img]``), in raw mode at the prompt's ``[img-N]`` tags. ``context`` with images is a
+    400: mfc continues a context as tokens, and a token prompt has no image slots."""
     alive = keep_alive(state, req.keep_alive)
-    if req.images:
-        raise ApiError(
-            400,
-            f'"{req.model}" does not support images (mfc has no vision support yet)',
-            param="images",
-        )
     if req.width or req.height or req.steps:
         raise ApiError(400, "image generation models are not currently supported")
     if req.raw and (req.template or req.system or req.context):
@@ -487,21 +558,36 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
     prepared = prepare_options(state, image, req.options)
     gbnf = grammar(req.format)
     info = state.model_info(req.model, image)
+    sent = [(f"images[{k}]", data) for k, data in enumerate(req.images or ())]
+    images = await check_images(image, req.model, sent)
+    if images and req.context:
+        raise ApiError(
+            400,
+            "context cannot be combined with images (mfc continues a context as tokens, which "
+            "have no image slots): send the conversation to /api/chat instead",
+            param="context",
+        )
     template = choose_template(image, req.template or None, "the request's `template`")
     if not req.prompt and not req.suffix and not req.debug_render_only:
-        text = ""
+        prompt = Prompt("")
     elif req.raw:
-        text = req.prompt
+        try:
+            prompt = inference.raw_prompt(req.prompt, images)
+        except PromptError as exc:
+            raise ApiError(400, str(exc), param="images") from None
     else:
+        message: dict[str, Any] = {"role": "user", "content": req.prompt}
+        if images:
+            message["images"] = images
         conv = Conversation(
-            [{"role": "user", "content": req.prompt}],
+            [message],
             think=think,
             template_override=req.template or None,
             system_override=req.system or None,
             image_messages=False,
             extra={"suffix": req.suffix} if req.suffix else {},
         )
-        text = await _build(image, conv)
+        prompt = await _build(image, conv)
     return Job(
         state,
         req.model,
@@ -509,7 +595,7 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
         prepared,
         alive,
         info,
-        text,
+        prompt.text,
         None if req.raw else template.text,
         grammar=gbnf,
         think=think,
@@ -517,10 +603,11 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
         top_logprobs=req.top_logprobs,
         context=tuple(int(t) for t in req.context) if req.context else None,
         raw=req.raw,
+        images=prompt.images,
     )
 
 
-async def _build(image: ModelImage, conv: Conversation) -> str:
+async def _build(image: ModelImage, conv: Conversation) -> Prompt:
     try:
         return await asyncio.to_thread(inference.build_prompt, image, conv)
     except PromptError as exc:
