@@ -398,16 +398,6 @@ def test_remote_urls_are_refused(served: Server) -> None:
 # -- /api/generate's modes ----------------------------------------------------------------------
 
 
-def test_context_with_images_is_refused(served: Server) -> None:
-    r = post(
-        served,
-        "/api/generate",
-        {"model": VISION, "prompt": "x", "images": [B64_RED], "context": [1, 2]},
-    )
-    assert r.status_code == 400
-    assert r.json()["error"].startswith("context cannot be combined with images")
-
-
 def test_raw_prompt_needs_a_tag_per_image(served: Server) -> None:
     r = post(
         served,

@@ -125,6 +125,18 @@ def test_generate_places_the_image(client: ollama.Client) -> None:
     assert "".join(p.response for p in parts) == RED_CONTINUATION
 
 
+def test_context_with_images_continues_as_text(client: ollama.Client) -> None:
+    # Ollama turns a context back into text before the prompt; a token prompt has no image slots
+    first = client.generate(model=VISION, prompt="abc", options=GREEDY)
+    assert first.response == ANSWER and first.context
+    r = client.generate(
+        model=VISION, prompt="[img]", images=[RED_PNG], context=first.context, options=GREEDY
+    )
+    assert r.response == RED_CONTINUATION
+    # the new context holds the earlier text, then the answer (image slots carry no tokens)
+    assert len(r.context) > len(first.context)
+
+
 def test_text_on_the_vision_model(client: ollama.Client) -> None:
     r = client.chat(model=VISION, messages=[{"role": "user", "content": "abc"}], options=GREEDY)
     assert r.message.content == ANSWER
