@@ -37,6 +37,9 @@ they never touch a chat's KV cells.
 Images (a vision model: the weights plus a projector, loaded with libmtmd through
 `llama_cpp.mtmd_cpp`): the prompt marks each image with `MEDIA_MARKER`; libmtmd splits
 it into text chunks and image chunks. Text chunks ride the shared batch as any prompt.
+Decoding the image files and libmtmd's preprocessing (resizing to the encoder's
+input: tens of ms for a photo) happen on a second thread, before the request joins the
+inbox: no ggml graph runs there, and the step loop never waits for a JPEG decoder.
 When a sequence reaches an image chunk, the step first encodes it with the projector and
 decodes its embeddings for that sequence alone (its own `llama_batch` of embeddings, in
 n_batch pieces, at the sequence's next positions), then builds the shared batch as usual:
@@ -217,6 +220,9 @@ class _Request:
     submitted_ns: int
     top_logprobs: int = -1  # -1: no logprobs; else how many alternatives per token
     images: tuple[bytes, ...] = ()  # encoded image bytes, one per MEDIA_MARKER in `prompt`
+    # set by the image thread: (tokens, mtmd chunks, image chunks), or why it failed
+    prepared: tuple[list[int], Any, list[_Media]] | None = None
+    error: Exception | None = None
 
 
 @dataclass(eq=False)
@@ -331,6 +337,9 @@ class Engine:
         self._ibatch: Any = None  # embeddings batch for images, made on first use
         self._vision = False
         self._placeholders = itertools.count(-1, -1)  # one negative "token" per image
+        self._prep: threading.Thread | None = None  # decodes and splits image requests
+        self._prep_inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._prep_lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, name=f"llama:{self.model_path.name}", daemon=True
         )
@@ -432,7 +441,9 @@ class Engine:
             req.top_logprobs = top_logprobs
         if images:
             req.images = tuple(bytes(image) for image in images)
-        self._inbox.put(("generate", req))
+            self._prepare(req)
+        else:
+            self._inbox.put(("generate", req))
         return Generation(chunks, cancel)
 
     def embed(self, text: str) -> list[float]:
@@ -526,13 +537,17 @@ class Engine:
         for slot in list(self._busy):
             self._finish(slot, "cancel")
         while self._waiting:
-            self._waiting.popleft().out.put(("error", EngineError("the engine was closed")))
+            req = self._waiting.popleft()
+            self._drop_prepared(req)
+            req.out.put(("error", EngineError("the engine was closed")))
+        self._stop_prep()  # before the inbox is drained: it puts requests there
         while True:  # anything that arrived after the stop
             try:
                 kind, item = self._inbox.get_nowait()
             except queue.Empty:
                 break
             if kind == "generate":
+                self._drop_prepared(item)
                 item.out.put(("error", EngineError("the engine was closed")))
             elif kind == "call":
                 item[1].set_exception(EngineError("the engine was closed"))
@@ -765,6 +780,7 @@ class Engine:
         if any(r.cancel.is_set() for r in self._waiting):
             for req in [r for r in self._waiting if r.cancel.is_set()]:
                 self._waiting.remove(req)
+                self._drop_prepared(req)
                 req.out.put(("done", _empty_stats(req, "cancel")))
         while self._waiting:
             free = [s for s in self._slots if s.req is None]
@@ -780,7 +796,11 @@ class Engine:
         start = time.perf_counter_ns()
         chunks = None
         media: list[_Media] = []
-        if req.images:
+        if req.error is not None:
+            raise req.error
+        if req.prepared is not None:
+            (tokens, chunks, media), req.prepared = req.prepared, None
+        elif req.images:
             tokens, chunks, media = self._tokenize_media(req.prompt, req.images)
         else:
             tokens = self._tokenize(req.prompt) if isinstance(req.prompt, str) else req.prompt
@@ -854,6 +874,58 @@ class Engine:
         self._count(prompt_tokens_reused=reuse)
 
     # -- images ------------------------------------------------------------------------
+
+    def _prepare(self, req: _Request) -> None:
+        """Hand an image request to the image thread (started on first use)."""
+        with self._prep_lock:
+            if self._prep is None:
+                self._prep = threading.Thread(
+                    target=self._run_prep, name=f"images:{self.model_path.name}", daemon=True
+                )
+                self._prep.start()
+        self._prep_inbox.put(req)
+
+    def _run_prep(self) -> None:
+        """Decode each request's images and split its prompt, then queue it for a slot.
+
+        Only Pillow, libmtmd's tokenizer (text tokens, thread-safe per mtmd.h) and its image
+        preprocessing run here — plain CPU loops, no ggml graph — while the engine thread
+        keeps stepping. The projector and the model are freed only after this thread ends.
+        """
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        while True:
+            req = self._prep_inbox.get()
+            if req is None:
+                return
+            if not req.cancel.is_set():
+                try:
+                    req.prepared = self._tokenize_media(req.prompt, req.images)
+                except Exception as exc:
+                    req.error = exc
+            self._inbox.put(("generate", req))
+
+    def _stop_prep(self) -> None:
+        """End the image thread (engine thread, at shutdown); fail what it still held."""
+        if self._prep is not None:
+            self._prep_inbox.put(None)
+            self._prep.join()
+            self._prep = None
+        while True:
+            try:
+                req = self._prep_inbox.get_nowait()
+            except queue.Empty:
+                return
+            if req is not None:
+                req.out.put(("error", EngineError("the engine was closed")))
+
+    def _drop_prepared(self, req: _Request) -> None:
+        """Free the chunks of a prepared request that will never run."""
+        if req.prepared is not None:
+            from llama_cpp import mtmd_cpp
+
+            mtmd_cpp.mtmd_input_chunks_free(req.prepared[1])
+            req.prepared = None
 
     def _check_media(self, prompt: str | list[int], images: tuple[bytes, ...]) -> str:
         """The prompt text, if these images can go with it; else the EngineError why not."""

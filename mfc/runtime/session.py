@@ -301,9 +301,9 @@ class Session:
 
         ``images`` (encoded bytes, e.g. a PNG file's) go with this turn: its user
         message becomes one `MEDIA_MARKER` per image, then the text (a marker typed in
-        the text is removed). Each image counts its embeddings against num_ctx. A model
-        without a projector fails the turn with the engine's EngineError (`mfc run`
-        refuses such images before loading anything).
+        the text is removed). Each image counts its embeddings against num_ctx. Images
+        the engine cannot take (a model without a projector, an unreadable image) raise
+        its EngineError here (`mfc run` refuses them before loading anything).
         """
         images = tuple(images)
         prompt = MEDIA_MARKER * len(images) + strip_markers(prompt)

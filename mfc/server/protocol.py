@@ -18,6 +18,7 @@ Server → runner (``op``):
                 image or a count mismatch is an ``error`` for that request only
   ``cancel``    ``id``
   ``tokenize``  ``id``, ``text``
+  ``detokenize`` ``id``, ``tokens`` (a ``context`` sent with images becomes text, as Ollama's)
   ``embed``     ``id``, ``inputs``, ``truncate``
   ``counters``  ``id``
   ``exit``

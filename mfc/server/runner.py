@@ -261,6 +261,10 @@ class Runner:
     def tokenize(self, msg: dict[str, Any]) -> None:
         self._in_thread(int(msg["id"]), lambda: self.engine.tokenize(msg["text"]))
 
+    def detokenize(self, msg: dict[str, Any]) -> None:
+        tokens = [int(t) for t in msg.get("tokens") or ()]
+        self._in_thread(int(msg["id"]), lambda: self.engine.detokenize(tokens))
+
     def embed(self, msg: dict[str, Any]) -> None:
         inputs = list(msg.get("inputs") or [])
         truncate = bool(msg.get("truncate", True))
@@ -310,6 +314,7 @@ def serve(sock: socket.socket) -> int:
         "generate": runner.generate,
         "cancel": runner.cancel,
         "tokenize": runner.tokenize,
+        "detokenize": runner.detokenize,
         "embed": runner.embed,
         "counters": runner.counters,
     }

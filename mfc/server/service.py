@@ -278,7 +278,9 @@ class Job:
         """
         parser = None if self.raw else self.parser()
         prompt: str | list[int] = self.prompt
-        if self.context:
+        if self.context and self.images:
+            prompt = await self._text_with_context()
+        elif self.context:
             prompt = await self._tokens_with_context()
         calls = 0
         if self.grammar and parser is not None and parser.splits_thinking and not self.context:
@@ -385,6 +387,15 @@ class Job:
         ) as model:
             new = await model.runner.call("tokenize", text=self.prompt)
         return [int(t) for t in self.context or ()] + [int(t) for t in new]
+
+    async def _text_with_context(self) -> str:
+        """``context`` before a prompt with images, as Ollama does it for every request: the
+        earlier tokens turned back into text (a token prompt has no image slots)."""
+        async with self.state.scheduler.use(
+            self.name, self.prepared.spec, None, self.info
+        ) as model:
+            text = await model.runner.call("detokenize", tokens=list(self.context or ()))
+        return media.strip_markers(str(text)) + self.prompt
 
     async def load_only(self) -> str:
         """Load the model (``"load"``), or unload it when keep_alive is 0 (``"unload"``)."""
@@ -546,8 +557,9 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
     """Check and render a generate request (Ollama's GenerateHandler up to the runner call).
 
     Images go where Ollama's chat-like flow puts them (before the prompt, or at its
-    ``[img]``), in raw mode at the prompt's ``[img-N]`` tags. ``context`` with images is a
-    400: mfc continues a context as tokens, and a token prompt has no image slots."""
+    ``[img]``), in raw mode at the prompt's ``[img-N]`` tags. ``context`` is continued as
+    tokens, or with images as its text (Ollama's way for every request: a token prompt has no
+    image slots)."""
     alive = keep_alive(state, req.keep_alive)
     if req.width or req.height or req.steps:
         raise ApiError(400, "image generation models are not currently supported")
@@ -560,13 +572,6 @@ async def generate_job(state: ServerState, req: ol.GenerateRequest) -> Job:
     info = state.model_info(req.model, image)
     sent = [(f"images[{k}]", data) for k, data in enumerate(req.images or ())]
     images = await check_images(image, req.model, sent)
-    if images and req.context:
-        raise ApiError(
-            400,
-            "context cannot be combined with images (mfc continues a context as tokens, which "
-            "have no image slots): send the conversation to /api/chat instead",
-            param="context",
-        )
     template = choose_template(image, req.template or None, "the request's `template`")
     if not req.prompt and not req.suffix and not req.debug_render_only:
         prompt = Prompt("")

@@ -9,27 +9,30 @@ prompt that *ends* with a red image is continued ``stuvwxyz``, exactly as a prom
 
 - preprocessing: the image is resized to `IMAGE_SIZE` square and scaled to 0..1 (mean 0, std 1);
 - ``v.patch_embd.weight``, a `PATCH_SIZE` convolution: vision feature 0, 1, 2 of each patch is
-  the mean of its red, green, blue channel (features 3.. are 0); ``v.position_embd.weight`` is 0;
+  the mean of its red, green, blue channel (feature 3 is 0); ``v.position_embd.weight`` is 0;
 - one vision block (zero attention output and FFN), which llava's graph does not even run: it
   takes the features before the last block, here the patch embeddings themselves;
 - ``mm.0`` (`GAIN` × identity) → GELU → ``mm.2``: column c of ``mm.2.weight`` is the counter's
   embedding of the letter of channel c, so every image token of a red image is
   GELU(4) ≈ 4.0 times the embedding of ``r``; the counter's final RMSNorm makes that ``r``.
 
-So `IMAGE_TOKENS` tokens per image, all alike. A mixed colour is a mix of letters (a tie for a
-pure mix: do not rely on it); black and white are not letters either.
+So `IMAGE_TOKENS` tokens per image, all alike. Use square images: libmtmd pads others with
+LLaVA's grey, which mixes other letters into the edge patches. A mixed colour is a mix of
+letters (a tie for a pure mix: do not rely on it); black and white are no letter either.
 
-Trap (libmtmd 0.3.36): ``mtmd_helper_eval_chunks`` never asks for logits on an image chunk, so a
-prompt that ends with an image has no logits to sample from. Decode the last image chunk's
-embeddings yourself (``mtmd_encode_chunk`` + ``mtmd_get_output_embd``, then a batch of
-embeddings whose last entry has logits on), as ``tests/fixtures/test_vision_fixture.py`` does.
+Trap (libmtmd as llama-cpp-python 0.3.36 ships it): ``mtmd_helper_eval_chunks`` never asks
+for logits on an image chunk, so a prompt that ends with an image has no logits to sample
+from. Decode the last image chunk's embeddings yourself (``mtmd_encode_chunk`` +
+``mtmd_get_output_embd``, then a batch of embeddings whose last entry has logits on), as
+``tests/fixtures/test_vision_fixture.py`` does.
 
 Variants (written by `mfc.testing.fixtures`): ``vision-proj-wide.gguf`` projects to
 `WIDE_WIDTH` (64) instead of the counter's 128 — libmtmd loads it alone, and refuses it with the
 counter ("mismatch between text model (n_embd = 128) and mmproj (n_embd = 64)");
 ``vision-proj-missing.gguf`` lacks `MISSING_TENSOR`, which libmtmd's loader treats as optional
 but its graph uses: ``mtmd_init_from_file`` crashes the process (SIGSEGV) while building the
-warm-up graph, so only ever load it in a subprocess.
+warm-up graph (with ``warmup`` off: at the first image's encode), so only ever load it in a
+subprocess.
 
 This module is pure numpy (and Pillow for `image_png`); `mfc.testing.fixtures` writes the GGUFs.
 """

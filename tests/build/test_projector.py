@@ -213,3 +213,17 @@ def test_a_name_among_the_from_lines_keeps_last_wins(workspace: Path, store: Sto
     with pytest.raises(DiagnosticError) as err:
         build_modelfile(workspace / "Modelfile", "x", store=store)
     assert [d.code for d in err.value.diagnostics] == ["MF226"]
+
+
+def test_quantize_keeps_the_projector(workspace: Path, store: Store) -> None:
+    """--quantize converts the text model; the projector layer is stored as given."""
+    mf = modelfile(workspace, "FROM ./counter-f32.gguf\nFROM ./vision-proj.gguf\n")
+    build_modelfile(mf, "vq", store=store, quantize="q8_0")
+    assert layer_types(store, "vq") == [mt.MODEL, mt.PROJECTOR]
+    assert read_image(store, "vq", header=True).gguf.file_type == "Q8_0"
+    projector = store.read_manifest("vq").layer(mt.PROJECTOR)
+    assert projector is not None
+    assert (
+        store.blob_path(projector.digest).read_bytes()
+        == (workspace / "vision-proj.gguf").read_bytes()
+    )

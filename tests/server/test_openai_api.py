@@ -311,7 +311,7 @@ BAD = [
             ],
         },
         400,
-        "messages[0]",
+        "messages[0].content[0]",  # the part at fault
     ),
     ("/v1/completions", {"model": "counter", "prompt": [1, 2]}, 400, "prompt"),
     ("/v1/completions", {"model": "counter", "prompt": "a", "suffix": "z"}, 400, "suffix"),
