@@ -14,7 +14,7 @@ from httpx's behaviour: a proxy is configured, the registry answers anything but
 headers and the ``Authorization`` its ``httpx.Auth`` adds up front (a token or basic
 credentials already obtained for the repository, e.g. by the manifest GET). Redirects are
 followed as ``client.open_get`` follows them: to another host without ``Authorization``.
-TLS uses httpx's own context (certifi, ``SSL_CERT_FILE``). One connection per request: a
+TLS uses the client's context, the one its httpx client verifies with. One connection per request: a
 part is 64 MiB, so a new connection per part costs nothing measurable, and nothing is left
 half-read on a shared connection after a stall or a kill.
 """
@@ -22,7 +22,6 @@ half-read on a shared connection after a stall or a kill.
 from __future__ import annotations
 
 import http.client
-import ssl
 import urllib.request
 from email.message import Message
 
@@ -32,7 +31,6 @@ from mfc.registry.client import RegistryClient
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 5
-_ssl_context: ssl.SSLContext | None = None
 
 
 class RawBody:
@@ -60,13 +58,6 @@ class RawBody:
     def close(self) -> None:
         self._response.close()
         self._conn.close()
-
-
-def _context() -> ssl.SSLContext:
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
-    return _ssl_context
 
 
 def _proxied(url: httpx.URL) -> bool:
@@ -105,7 +96,7 @@ def open_raw(
         sent["Connection"] = "close"
         if url.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                url.host, url.port, timeout=timeout, context=_context()
+                url.host, url.port, timeout=timeout, context=client.ssl_context
             )
         else:
             conn = http.client.HTTPConnection(url.host, url.port, timeout=timeout)
