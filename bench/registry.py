@@ -12,7 +12,9 @@ Pull, each into a fresh destination, the order flipped every round:
   apart, ``sha256sum FILE``: what a second verification pass costs (Ollama's way);
 - ``skopeo copy docker://… dir:DIR`` (verifies digests as it copies). skopeo refuses the
   Ollama manifest (Docker v2 with non-image layer types), so it copies an OCI image
-  manifest in the same repository whose one layer is the same blob; the refusal is printed.
+  manifest in the same repository whose one layer is the same blob; the refusal is printed;
+- ``mfc pull`` of the model into a store that already holds it: the fixed cost of a pull
+  (interpreter and imports, the manifest GET, writing the name), included in the rows above.
 
 Push, each to a fresh repository (so nothing is skipped or mounted):
 - ``mfc push`` (HEAD, POST, PATCH in 32 MiB chunks, PUT ?digest=, the manifest);
@@ -165,6 +167,13 @@ def main() -> int:
 
             return go
 
+        present = work / "present"
+        present_env = dict(os.environ, MFC_MODELS=str(present))
+        run([*MFC, "pull", model], present_env)
+
+        def mfc_present() -> None:
+            run([*MFC, "pull", model], present_env)
+
         def curl_get() -> None:
             run(["curl", "-s", "-f", "-o", str(pulled), blob_url])
 
@@ -205,6 +214,7 @@ def main() -> int:
             "mfc pull (1 conn.)": mfc_pull(1),
             "curl GET": curl_get,
             "skopeo copy (OCI)": skopeo_copy,
+            "mfc pull (no blob)": mfc_present,
         }
         times: dict[str, list[float]] = {
             k: [] for k in (*pulls, "sha256sum", "curl GET + sha256sum", "mfc push", "curl PUT")
