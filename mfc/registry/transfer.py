@@ -30,6 +30,7 @@ How one blob arrives (``download``):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -167,10 +168,14 @@ class _InOrderHasher:
         self.read_back = 0  # bytes hashed from the file rather than from a lent buffer
 
     def offer(self, part: _Part, offset: int, view: memoryview, lease: _Lease) -> bool:
-        """``view`` was just written at ``offset``; True if the hasher took the buffer."""
+        """``view`` was just written at ``offset``; True if the hasher took the buffer.
+
+        It takes it only if the writer keeps another free one: a writer never waits for the
+        hasher (a hasher that falls behind reads those bytes back from the file instead)."""
         with self.cond:
             self.written[part.index] = offset + len(view) - part.start
-            taken = offset == self.tail and not self.stopped
+            spare = sum(not lent for lent in lease.ring.lent) > 1
+            taken = offset == self.tail and spare and not self.stopped
             if taken:
                 lease.ring.lent[lease.slot] = True
                 self.queue.append((view, lease))
@@ -179,7 +184,8 @@ class _InOrderHasher:
             return taken
 
     def next_buffer(self, ring: _Ring, cancel: threading.Event) -> memoryview:
-        """The ring's next buffer, once the hasher has given it back."""
+        """The ring's next free buffer (``offer`` leaves one free, so this does not wait
+        unless someone else lends the ring's buffers)."""
         with self.cond:
             while True:
                 for step in range(len(ring.buffers)):
@@ -229,6 +235,31 @@ class _InOrderHasher:
                         self.cond.notify_all()
         except BaseException as exc:  # reported by the caller
             self.error = exc
+
+
+class _Writeback:
+    """Starts the disk writes of what the connections wrote, on a thread of its own
+    (``partial.start_writeback``): submitting the I/O costs CPU that the connections'
+    threads, measured, spent instead of reading the network. Ranges queue while it works;
+    it stops with the transfer (the queue and thread go with the ``_Writeback``)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="mfc-writeback", daemon=True)
+        self.thread.start()
+
+    def start(self, offset: int, length: int) -> None:
+        self.todo.put((offset, length))
+
+    def close(self) -> None:
+        self.todo.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while (item := self.todo.get()) is not None:
+            with contextlib.suppress(OSError):
+                partial.start_writeback(self.fd, *item)
 
 
 def _pread_exact(fd: int, view: memoryview, offset: int) -> memoryview:
@@ -336,6 +367,7 @@ def _run(
 
     hash_thread = threading.Thread(target=hasher.run, name="mfc-hash", daemon=True)
     hash_thread.start()
+    writeback = _Writeback(fd)
     todo = [part for part in parts if part.index not in done]
     try:
         if todo:
@@ -355,6 +387,7 @@ def _run(
                         part,
                         hasher,
                         rings,
+                        writeback,
                         opts,
                         cancel,
                         advanced,
@@ -377,6 +410,8 @@ def _run(
         hasher.stop()
         hash_thread.join()
         raise
+    finally:
+        writeback.close()  # before the caller closes the fd it works on
     if hasher.error is not None:
         raise hasher.error
     return of_hash(hasher.hash)
@@ -390,6 +425,7 @@ def _fetch_part(
     part: _Part,
     hasher: _InOrderHasher,
     rings: queue.SimpleQueue[_Ring],
+    writeback: _Writeback,
     opts: TransferOptions,
     cancel: threading.Event,
     advanced: Callable[[int], None],
@@ -405,7 +441,18 @@ def _fetch_part(
                 raise _Cancelled()
             try:
                 _stream_part(
-                    client, repository, desc, fd, part, got, hasher, ring, opts, cancel, advanced
+                    client,
+                    repository,
+                    desc,
+                    fd,
+                    part,
+                    got,
+                    hasher,
+                    ring,
+                    writeback,
+                    opts,
+                    cancel,
+                    advanced,
                 )
             except (_Retry, httpx.TransportError) as exc:
                 failures += 1
@@ -478,6 +525,7 @@ def _stream_part(
     got: list[int],
     hasher: _InOrderHasher,
     ring: _Ring,
+    writeback: _Writeback,
     opts: TransferOptions,
     cancel: threading.Event,
     advanced: Callable[[int], None],
@@ -527,6 +575,7 @@ def _stream_part(
             written = 0
             while written < fill:
                 written += os.pwrite(fd, view[written:], offset + written)
+            writeback.start(offset, fill)
             lent = hasher.offer(part, offset, view, _Lease(ring, ring.current))
             got[0] += fill
             advanced(fill)

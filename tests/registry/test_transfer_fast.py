@@ -200,16 +200,34 @@ def test_in_order_hasher_takes_lent_buffers_and_reads_back_the_rest(tmp_path: Pa
         os.close(fd)
 
 
-def test_a_stopped_hasher_releases_a_writer_waiting_for_its_buffer(tmp_path: Path) -> None:
+def test_a_writer_keeps_a_spare_buffer_and_never_waits_for_the_hasher(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "blob", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         parts = transfer._parts(2 * MiB, MiB)
         hasher = transfer._InOrderHasher(fd, parts, set())  # not running: never gives back
-        ring = transfer._Ring(1, 4096)
-        buf = hasher.next_buffer(ring, threading.Event())
-        os.pwrite(fd, buf, 0)
-        assert hasher.offer(parts[0], 0, buf, transfer._Lease(ring, 0))
-        assert not hasher.offer(parts[1], MiB, buf, transfer._Lease(ring, 0))  # not next
+        ring = transfer._Ring(2, 4096)
+        never = threading.Event()
+        first = hasher.next_buffer(ring, never)
+        os.pwrite(fd, first, 0)
+        assert hasher.offer(parts[0], 0, first, transfer._Lease(ring, ring.current))
+        second = hasher.next_buffer(ring, never)  # at once: the spare
+        assert ring.lent == [True, False] and second is ring.buffers[1]
+        os.pwrite(fd, second, 4096)
+        # Next in line, but lending it would leave the writer without a buffer: kept, and
+        # the hasher will read those bytes back from the file.
+        assert not hasher.offer(parts[0], 4096, second, transfer._Lease(ring, ring.current))
+        assert hasher.next_buffer(ring, never) is second
+        assert hasher.written[0] == 8192 and hasher.tail == 4096
+    finally:
+        os.close(fd)
+
+
+def test_a_stopped_hasher_releases_a_writer_waiting_for_a_buffer(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "blob", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        hasher = transfer._InOrderHasher(fd, transfer._parts(MiB, MiB), set())
+        ring = transfer._Ring(2, 4096)
+        ring.lent = [True, True]  # as if both were lent
         outcome: list[str] = []
 
         def wait() -> None:
@@ -222,7 +240,7 @@ def test_a_stopped_hasher_releases_a_writer_waiting_for_its_buffer(tmp_path: Pat
         waiter = threading.Thread(target=wait)
         waiter.start()
         waiter.join(timeout=0.2)
-        assert waiter.is_alive()  # the only buffer is lent
+        assert waiter.is_alive()
         hasher.stop()
         waiter.join(timeout=5)
         assert outcome == ["cancelled"]
