@@ -14,7 +14,9 @@ Pull, each into a fresh destination, the order flipped every round:
   Ollama manifest (Docker v2 with non-image layer types), so it copies an OCI image
   manifest in the same repository whose one layer is the same blob; the refusal is printed;
 - ``mfc pull`` of the model into a store that already holds it: the fixed cost of a pull
-  (interpreter and imports, the manifest GET, writing the name), included in the rows above.
+  (interpreter and imports, the manifest GET, writing the name), included in the rows above;
+- with ``--baseline DIR`` (another checkout of mfc, e.g. ``git archive main | tar -x -C
+  DIR``), ``mfc pull`` from that tree too, 4 connections: before/after in the same run.
 
 Push, each to a fresh repository (so nothing is skipped or mounted):
 - ``mfc push`` (HEAD, POST, PATCH in 32 MiB chunks, PUT ?digest=, the manifest);
@@ -26,7 +28,7 @@ With ``--cold`` (needs root), ``sync; echo 3 > /proc/sys/vm/drop_caches`` runs b
 timed command, so the registry reads its blob from disk each time; otherwise the cache is
 warm (the 1 GiB blob stays cached) and the run says so.
 
-    python bench/registry.py [--gib 1.0] [--rounds 3] [--cold] [--dir DIR]
+    python bench/registry.py [--gib 1.0] [--rounds 3] [--cold] [--dir DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cold", action="store_true", help="drop the page cache before each command")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument(
+        "--baseline", type=Path, default=None, help="another mfc tree to time `mfc pull` from"
+    )
     args = ap.parse_args()
     if not reg.available():
         print(f"{reg.BINARY} is not installed: {reg.INSTALL_HINT}", file=sys.stderr)
@@ -160,9 +165,11 @@ def main() -> int:
                 path.unlink()
             return path
 
-        def mfc_pull(connections: int) -> Callable[[], None]:
+        def mfc_pull(connections: int, tree: Path | None = None) -> Callable[[], None]:
             def go() -> None:
                 env = dict(os.environ, MFC_MODELS=str(pulled))
+                if tree is not None:
+                    env["PYTHONPATH"] = str(tree.resolve())
                 run([*MFC, "pull", model, "--max-connections", str(connections)], env)
 
             return go
@@ -216,6 +223,8 @@ def main() -> int:
             "skopeo copy (OCI)": skopeo_copy,
             "mfc pull (no blob)": mfc_present,
         }
+        if args.baseline is not None:
+            pulls["baseline pull (4 conn.)"] = mfc_pull(4, args.baseline)
         times: dict[str, list[float]] = {
             k: [] for k in (*pulls, "sha256sum", "curl GET + sha256sum", "mfc push", "curl PUT")
         }
@@ -274,8 +283,10 @@ def main() -> int:
         ("mfc pull (4 conn.)", "skopeo copy (OCI)"),
         ("mfc pull (1 conn.)", "curl GET"),
         ("mfc push", "curl PUT"),
+        *([("mfc pull (4 conn.)", "baseline pull (4 conn.)")] if args.baseline else []),
+        *([("baseline pull (4 conn.)", "curl GET")] if args.baseline else []),
     ):
-        print(f"  {a:<20} vs {b:<22} {paired(a, b)}")
+        print(f"  {a:<23} vs {b:<23} {paired(a, b)}")
     status = "refused" if refusal.returncode else "copied (unexpectedly)"
     text = (refusal.stderr.strip().splitlines() or [""])[-1]
     print(f"skopeo copy of the Ollama manifest: {status}: {text}")

@@ -14,9 +14,11 @@ from httpx's behaviour: a proxy is configured, the registry answers anything but
 headers and the ``Authorization`` its ``httpx.Auth`` adds up front (a token or basic
 credentials already obtained for the repository, e.g. by the manifest GET). Redirects are
 followed as ``client.open_get`` follows them: to another host without ``Authorization``.
-TLS uses the client's context, the one its httpx client verifies with. One connection per request: a
-part is 64 MiB, so a new connection per part costs nothing measurable, and nothing is left
-half-read on a shared connection after a stall or a kill.
+TLS uses the client's context, the one its httpx client verifies with. One connection per
+request: nothing is left half-read on a shared connection after a stall, an error or a
+cancel. It costs a connect and the registry's time to first byte per 64 MiB part: about
+10 ms from a loopback docker-registry, some 5 % of a part at 500 MB/s on one connection
+(several connections overlap it).
 """
 
 from __future__ import annotations

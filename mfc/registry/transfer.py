@@ -6,16 +6,24 @@ How one blob arrives (``download``):
   part is a single GET. Up to ``max_connections`` parts (default 4; ``--max-connections``,
   ``$MFC_MAX_TRANSFER_STREAMS``) download at once, each with ``Range: bytes=a-b`` and
   written with ``pwrite`` at its offset into ``.mfc-partial/sha256-<hex>``
-  (``mfc.store.partial``). Threads and one ``httpx.Client``: the work is socket reads,
-  ``pwrite`` and sha256, all of which release the GIL, and the server runs the pull in a
-  thread anyway, so an event loop would add nothing but a second client API.
+  (``mfc.store.partial``). Threads: the work is socket reads, ``pwrite`` and sha256, all of
+  which release the GIL, and the server runs the pull in a thread anyway.
+- **No copies.** Each connection owns a ring of four reusable buffers (``_Ring``). A part's
+  body is read from the socket straight into one (``mfc.registry.rawget``; httpx when that
+  fast path declines: a proxy, a 401, an error), written from it, and the same memory is
+  offered to the hasher. Profiling the httpx-only version showed the time in Python
+  (generators, two copies in h11, two more here, a fresh ``bytes`` per chunk), not in the
+  network, the disk or sha256.
 - **One pass.** An in-order hasher thread follows a *frontier*: bytes before it are hashed.
-  Each chunk a part writes is also offered to the hasher; chunks inside a window of
-  ``buffer_bytes`` (64 MiB) past the frontier wait in memory and are hashed from there; a
-  part racing further ahead is not kept — when the frontier reaches it, its bytes are read
-  back from the partial file (just written, so from the page cache). Memory is bounded and
-  the network bytes are hashed as they arrive; nothing re-reads the finished file to
-  verify it.
+  A chunk written exactly where the hasher's claimed bytes end is next in line: its buffer
+  is lent to the hasher and given back once hashed — but only while the writer keeps a spare,
+  so a connection never waits for the hasher. Every other chunk (a part racing ahead, or a
+  hasher lagging behind) stays with its writer and is read back from the partial file when
+  the frontier gets there (just written, so from the page cache). Memory is bounded by the
+  rings; nothing re-reads the finished file to verify it.
+- **Disk.** Writes are 1020 KiB, not 1 MiB (see ``_CHUNK``), and each is handed to a
+  writeback thread that starts its disk write at once (``partial.start_writeback``), so the
+  ``fdatasync`` before a part is recorded finds almost nothing left to do.
 - **Resume.** Completed parts are recorded (fdatasync, then an atomic JSON sidecar). A pull
   interrupted by an error, Ctrl-C or kill -9 downloads only the parts not recorded. hashlib
   state cannot be saved, so a resumed download re-hashes the recorded parts once from the
@@ -64,7 +72,7 @@ ENV_STREAMS = "MFC_MAX_TRANSFER_STREAMS"
 # pages but not a power of two: writes of exactly 1 MiB at 1 MiB-aligned offsets let the page
 # cache (ext4 with large folios, Linux 6.x) allocate 1 MiB folios, and on the 2-core VM this
 # was measured on, filling those ran at 150-350 MB/s against 600-900 MB/s for 1020 KiB writes
-# (tools: /tmp experiments summarised in docs/registry.md, "Benchmark").
+# (same process, alternating; docs/registry.md, "Benchmark"). Elsewhere it costs nothing.
 _CHUNK = (1 << 20) - 4096
 _RING = 4  # buffers per connection (the hasher may hold all but one)
 _READ = 8 << 20  # largest read-back by the hasher
