@@ -22,10 +22,15 @@ class RegistryError(Exception):
     """A registry refused or failed a request; the message names the registry and what."""
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (``name[:port]``, ``[v6][:port]``) names this machine."""
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    return name in LOOPBACK
+
+
 def scheme_for(host: str, insecure: bool = False) -> str:
     """``http`` for --insecure and loopback hosts, else ``https``."""
-    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-    return "http" if insecure or name in LOOPBACK else "https"
+    return "http" if insecure or is_loopback(host) else "https"
 
 
 def auth_for(host: str, *, insecure: bool = False) -> httpx.Auth | None:

@@ -3,8 +3,9 @@
 How one blob arrives (``download``):
 
 - **Parts.** A blob is cut into parts of ``part_size`` (64 MiB); a blob no larger than one
-  part is a single GET. Up to ``max_connections`` parts (default 4; ``--max-connections``,
-  ``$MFC_MAX_TRANSFER_STREAMS``) download at once, each with ``Range: bytes=a-b`` and
+  part is a single GET. Up to ``max_connections`` parts (``--max-connections``,
+  ``$MFC_MAX_TRANSFER_STREAMS``; by default 4, fewer for a registry on this machine, see
+  ``default_connections``) download at once, each with ``Range: bytes=a-b`` and
   written with ``pwrite`` at its offset into ``.mfc-partial/sha256-<hex>``
   (``mfc.store.partial``). Threads: the work is socket reads, ``pwrite`` and sha256, all of
   which release the GIL, and the server runs the pull in a thread anyway.
@@ -59,6 +60,7 @@ from mfc.registry.client import (
     RegistryStatusError,
     RegistryUnreachableError,
     error_from,
+    is_loopback,
     open_get,
     unreachable,
 )
@@ -82,7 +84,7 @@ _READ = 8 << 20  # largest read-back by the hasher
 class TransferOptions:
     """Knobs of a download (defaults suit a fast link; tests use small parts)."""
 
-    max_connections: int = 4
+    max_connections: int | None = None  # None: default_connections(the registry's host)
     part_size: int = 64 << 20
     stall_timeout: float = 30.0
     attempts: int = 6
@@ -93,7 +95,8 @@ class TransferOptions:
 def options_from(
     max_connections: int | None = None, environ: Mapping[str, str] | None = None
 ) -> TransferOptions:
-    """``max_connections`` if given, else ``$MFC_MAX_TRANSFER_STREAMS``, else 4."""
+    """``max_connections`` if given, else ``$MFC_MAX_TRANSFER_STREAMS``, else automatic
+    (``default_connections``)."""
     env = os.environ if environ is None else environ
     n = max_connections
     if n is None and env.get(ENV_STREAMS, "").strip():
@@ -106,6 +109,17 @@ def options_from(
     if n is not None and n < 1:
         raise ValueError(f"the number of connections must be at least 1, not {n}")
     return TransferOptions(max_connections=n) if n is not None else TransferOptions()
+
+
+def default_connections(host: str, cpus: int | None = None) -> int:
+    """Connections per blob when none are asked for: 4 for a registry elsewhere (parallel
+    streams hide latency and per-connection limits), and for one on this machine (loopback)
+    one per two CPUs, at most 4: it has no latency to hide and serves from the same CPUs,
+    where each stream costs a core at full speed (measured on 2 cores: 1 stream 10-30 %
+    faster than 4)."""
+    if not is_loopback(host):
+        return 4
+    return max(1, min(4, (cpus if cpus is not None else os.cpu_count() or 1) // 2))
 
 
 class _Retry(Exception):
@@ -379,7 +393,8 @@ def _run(
     todo = [part for part in parts if part.index not in done]
     try:
         if todo:
-            workers = max(1, min(opts.max_connections, len(todo)))
+            wanted = opts.max_connections or default_connections(client.host)
+            workers = max(1, min(wanted, len(todo)))
             chunk = max(1, min(_CHUNK, opts.part_size))
             rings: queue.SimpleQueue[_Ring] = queue.SimpleQueue()
             for _ in range(workers):

@@ -246,3 +246,17 @@ def test_a_stopped_hasher_releases_a_writer_waiting_for_a_buffer(tmp_path: Path)
         assert outcome == ["cancelled"]
     finally:
         os.close(fd)
+
+
+def test_default_connections_suit_where_the_registry_is() -> None:
+    assert transfer.default_connections("registry.example.com", cpus=2) == 4
+    assert transfer.default_connections("10.0.0.5:5000", cpus=64) == 4
+    assert transfer.default_connections("127.0.0.1:5000", cpus=2) == 1  # shares 2 CPUs
+    assert transfer.default_connections("localhost", cpus=1) == 1
+    assert transfer.default_connections("[::1]:5000", cpus=4) == 2
+    assert transfer.default_connections("localhost:5000", cpus=64) == 4
+    assert transfer.options_from(None, {}).max_connections is None  # decided per registry
+    assert transfer.options_from(None, {transfer.ENV_STREAMS: "3"}).max_connections == 3
+    assert transfer.options_from(2, {transfer.ENV_STREAMS: "3"}).max_connections == 2
+    with pytest.raises(ValueError, match="whole number"):
+        transfer.options_from(None, {transfer.ENV_STREAMS: "many"})
