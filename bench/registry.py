@@ -6,8 +6,9 @@ stored model whose one layer is ``--gib`` GiB of random bytes (a transfer does n
 the bytes mean) plus a small config; it is pushed once untimed so the pulls have a source.
 
 Pull, each into a fresh destination, the order flipped every round:
-- ``mfc pull`` with the default 4 connections, and with ``--max-connections 1``; both
-  verify the sha256 while downloading (one pass) and fdatasync each part;
+- ``mfc pull --max-connections 4`` and ``--max-connections 1`` (the default for this
+  loopback registry on a machine with 2 or 3 CPUs); both verify the sha256 while
+  downloading (one pass) and make each recorded part and the blob durable (fdatasync);
 - ``curl -s -o FILE .../blobs/<digest>``: the bytes only, no verification; then, timed
   apart, ``sha256sum FILE``: what a second verification pass costs (Ollama's way);
 - ``skopeo copy docker://… dir:DIR`` (verifies digests as it copies). skopeo refuses the
