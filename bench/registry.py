@@ -6,13 +6,18 @@ stored model whose one layer is ``--gib`` GiB of random bytes (a transfer does n
 the bytes mean) plus a small config; it is pushed once untimed so the pulls have a source.
 
 Pull, each into a fresh destination, the order flipped every round:
-- ``mfc pull`` with the default 4 connections, and with ``--max-connections 1``; both
-  verify the sha256 while downloading (one pass) and fdatasync each part;
+- ``mfc pull --max-connections 4`` and ``--max-connections 1`` (the default for this
+  loopback registry on a machine with 2 or 3 CPUs); both verify the sha256 while
+  downloading (one pass) and make each recorded part and the blob durable (fdatasync);
 - ``curl -s -o FILE .../blobs/<digest>``: the bytes only, no verification; then, timed
   apart, ``sha256sum FILE``: what a second verification pass costs (Ollama's way);
 - ``skopeo copy docker://… dir:DIR`` (verifies digests as it copies). skopeo refuses the
   Ollama manifest (Docker v2 with non-image layer types), so it copies an OCI image
-  manifest in the same repository whose one layer is the same blob; the refusal is printed.
+  manifest in the same repository whose one layer is the same blob; the refusal is printed;
+- ``mfc pull`` of the model into a store that already holds it: the fixed cost of a pull
+  (interpreter and imports, the manifest GET, writing the name), included in the rows above;
+- with ``--baseline DIR`` (another checkout of mfc, e.g. ``git archive main | tar -x -C
+  DIR``), ``mfc pull`` from that tree too, 4 connections: before/after in the same run.
 
 Push, each to a fresh repository (so nothing is skipped or mounted):
 - ``mfc push`` (HEAD, POST, PATCH in 32 MiB chunks, PUT ?digest=, the manifest);
@@ -24,7 +29,7 @@ With ``--cold`` (needs root), ``sync; echo 3 > /proc/sys/vm/drop_caches`` runs b
 timed command, so the registry reads its blob from disk each time; otherwise the cache is
 warm (the 1 GiB blob stays cached) and the run says so.
 
-    python bench/registry.py [--gib 1.0] [--rounds 3] [--cold] [--dir DIR]
+    python bench/registry.py [--gib 1.0] [--rounds 3] [--cold] [--dir DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -118,6 +123,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cold", action="store_true", help="drop the page cache before each command")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument(
+        "--baseline", type=Path, default=None, help="another mfc tree to time `mfc pull` from"
+    )
     args = ap.parse_args()
     if not reg.available():
         print(f"{reg.BINARY} is not installed: {reg.INSTALL_HINT}", file=sys.stderr)
@@ -158,12 +166,21 @@ def main() -> int:
                 path.unlink()
             return path
 
-        def mfc_pull(connections: int) -> Callable[[], None]:
+        def mfc_pull(connections: int, tree: Path | None = None) -> Callable[[], None]:
             def go() -> None:
                 env = dict(os.environ, MFC_MODELS=str(pulled))
+                if tree is not None:
+                    env["PYTHONPATH"] = str(tree.resolve())
                 run([*MFC, "pull", model, "--max-connections", str(connections)], env)
 
             return go
+
+        present = work / "present"
+        present_env = dict(os.environ, MFC_MODELS=str(present))
+        run([*MFC, "pull", model], present_env)
+
+        def mfc_present() -> None:
+            run([*MFC, "pull", model], present_env)
 
         def curl_get() -> None:
             run(["curl", "-s", "-f", "-o", str(pulled), blob_url])
@@ -205,7 +222,10 @@ def main() -> int:
             "mfc pull (1 conn.)": mfc_pull(1),
             "curl GET": curl_get,
             "skopeo copy (OCI)": skopeo_copy,
+            "mfc pull (no blob)": mfc_present,
         }
+        if args.baseline is not None:
+            pulls["baseline pull (4 conn.)"] = mfc_pull(4, args.baseline)
         times: dict[str, list[float]] = {
             k: [] for k in (*pulls, "sha256sum", "curl GET + sha256sum", "mfc push", "curl PUT")
         }
@@ -264,8 +284,10 @@ def main() -> int:
         ("mfc pull (4 conn.)", "skopeo copy (OCI)"),
         ("mfc pull (1 conn.)", "curl GET"),
         ("mfc push", "curl PUT"),
+        *([("mfc pull (4 conn.)", "baseline pull (4 conn.)")] if args.baseline else []),
+        *([("baseline pull (4 conn.)", "curl GET")] if args.baseline else []),
     ):
-        print(f"  {a:<20} vs {b:<22} {paired(a, b)}")
+        print(f"  {a:<23} vs {b:<23} {paired(a, b)}")
     status = "refused" if refusal.returncode else "copied (unexpectedly)"
     text = (refusal.stderr.strip().splitlines() or [""])[-1]
     print(f"skopeo copy of the Ollama manifest: {status}: {text}")

@@ -3,19 +3,28 @@
 How one blob arrives (``download``):
 
 - **Parts.** A blob is cut into parts of ``part_size`` (64 MiB); a blob no larger than one
-  part is a single GET. Up to ``max_connections`` parts (default 4; ``--max-connections``,
-  ``$MFC_MAX_TRANSFER_STREAMS``) download at once, each with ``Range: bytes=a-b`` and
+  part is a single GET. Up to ``max_connections`` parts (``--max-connections``,
+  ``$MFC_MAX_TRANSFER_STREAMS``; by default 4, fewer for a registry on this machine, see
+  ``default_connections``) download at once, each with ``Range: bytes=a-b`` and
   written with ``pwrite`` at its offset into ``.mfc-partial/sha256-<hex>``
-  (``mfc.store.partial``). Threads and one ``httpx.Client``: the work is socket reads,
-  ``pwrite`` and sha256, all of which release the GIL, and the server runs the pull in a
-  thread anyway, so an event loop would add nothing but a second client API.
+  (``mfc.store.partial``). Threads: the work is socket reads, ``pwrite`` and sha256, all of
+  which release the GIL, and the server runs the pull in a thread anyway.
+- **No copies.** Each connection owns a ring of four reusable buffers (``_Ring``). A part's
+  body is read from the socket straight into one (``mfc.registry.rawget``; httpx when that
+  fast path declines: a proxy, a 401, an error), written from it, and the same memory is
+  offered to the hasher. Profiling the httpx-only version showed the time in Python
+  (generators, two copies in h11, two more here, a fresh ``bytes`` per chunk), not in the
+  network, the disk or sha256.
 - **One pass.** An in-order hasher thread follows a *frontier*: bytes before it are hashed.
-  Each chunk a part writes is also offered to the hasher; chunks inside a window of
-  ``buffer_bytes`` (64 MiB) past the frontier wait in memory and are hashed from there; a
-  part racing further ahead is not kept — when the frontier reaches it, its bytes are read
-  back from the partial file (just written, so from the page cache). Memory is bounded and
-  the network bytes are hashed as they arrive; nothing re-reads the finished file to
-  verify it.
+  A chunk written exactly where the hasher's claimed bytes end is next in line: its buffer
+  is lent to the hasher and given back once hashed — but only while the writer keeps a spare,
+  so a connection never waits for the hasher. Every other chunk (a part racing ahead, or a
+  hasher lagging behind) stays with its writer and is read back from the partial file when
+  the frontier gets there (just written, so from the page cache). Memory is bounded by the
+  rings; nothing re-reads the finished file to verify it.
+- **Disk.** Writes are 1020 KiB, not 1 MiB (see ``_CHUNK``), and each is handed to a
+  writeback thread that starts its disk write at once (``partial.start_writeback``), so the
+  ``fdatasync`` before a part is recorded finds almost nothing left to do.
 - **Resume.** Completed parts are recorded (fdatasync, then an atomic JSON sidecar). A pull
   interrupted by an error, Ctrl-C or kill -9 downloads only the parts not recorded. hashlib
   state cannot be saved, so a resumed download re-hashes the recorded parts once from the
@@ -30,9 +39,13 @@ How one blob arrives (``download``):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import os
+import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -45,16 +58,25 @@ from mfc.registry.client import (
     RegistryClient,
     RegistryError,
     RegistryStatusError,
+    RegistryUnreachableError,
     error_from,
+    is_loopback,
     open_get,
     unreachable,
 )
+from mfc.registry.rawget import RawBody, open_raw
 from mfc.store import partial
 from mfc.store.blobio import Blob
 from mfc.store.manifest import Descriptor
 
 ENV_STREAMS = "MFC_MAX_TRANSFER_STREAMS"
-_CHUNK = 1 << 20  # bytes gathered before a pwrite and an offer to the hasher
+# One buffer: the bytes gathered before a pwrite and an offer to the hasher. A whole number of
+# pages but not a power of two: writes of exactly 1 MiB at 1 MiB-aligned offsets let the page
+# cache (ext4 with large folios, Linux 6.x) allocate 1 MiB folios, and on the 2-core VM this
+# was measured on, filling those ran at 150-350 MB/s against 600-900 MB/s for 1020 KiB writes
+# (same process, alternating; docs/registry.md, "Benchmark"). Elsewhere it costs nothing.
+_CHUNK = (1 << 20) - 4096
+_RING = 4  # buffers per connection (the hasher may hold all but one)
 _READ = 8 << 20  # largest read-back by the hasher
 
 
@@ -62,18 +84,19 @@ _READ = 8 << 20  # largest read-back by the hasher
 class TransferOptions:
     """Knobs of a download (defaults suit a fast link; tests use small parts)."""
 
-    max_connections: int = 4
+    max_connections: int | None = None  # None: default_connections(the registry's host)
     part_size: int = 64 << 20
     stall_timeout: float = 30.0
     attempts: int = 6
     backoff: float = 0.5  # seconds before the first retry, doubled each time (max 8)
-    buffer_bytes: int = 64 << 20  # out-of-order chunks kept for the hasher
+    fast_path: bool = True  # blob bodies via mfc.registry.rawget when it can serve them
 
 
 def options_from(
     max_connections: int | None = None, environ: Mapping[str, str] | None = None
 ) -> TransferOptions:
-    """``max_connections`` if given, else ``$MFC_MAX_TRANSFER_STREAMS``, else 4."""
+    """``max_connections`` if given, else ``$MFC_MAX_TRANSFER_STREAMS``, else automatic
+    (``default_connections``)."""
     env = os.environ if environ is None else environ
     n = max_connections
     if n is None and env.get(ENV_STREAMS, "").strip():
@@ -88,8 +111,24 @@ def options_from(
     return TransferOptions(max_connections=n) if n is not None else TransferOptions()
 
 
+def default_connections(host: str, cpus: int | None = None) -> int:
+    """Connections per blob when none are asked for: 4 for a registry elsewhere (parallel
+    streams hide latency and per-connection limits), and for one on this machine (loopback)
+    one per two CPUs, at most 4: it has no latency to hide and serves from the same CPUs,
+    where each stream costs a core at full speed (measured on 2 cores: 1 stream 10-30 %
+    faster than 4)."""
+    if not is_loopback(host):
+        return 4
+    return max(1, min(4, (cpus if cpus is not None else os.cpu_count() or 1) // 2))
+
+
 class _Retry(Exception):
     """A transient failure of one part: retry it from where it got to."""
+
+
+class _Unreachable(_Retry):
+    """A connection on the fast path failed (refused, reset, timed out): retried like the rest,
+    reported as ``RegistryUnreachableError`` once the attempts are spent."""
 
 
 class _Cancelled(Exception):
@@ -107,34 +146,83 @@ class _Part:
         return self.end - self.start
 
 
-class _InOrderHasher:
-    """Hashes the blob front to back while parts arrive in any order (see the module doc)."""
+class _Ring:
+    """One connection's reusable buffers: a chunk is read into one, written from it and, when
+    it is next in line for the hasher, lent to it without a copy. Reused, never reallocated:
+    fresh memory costs page faults (and, in a VM, the host's), which showed in profiles."""
 
-    def __init__(self, fd: int, parts: list[_Part], done: set[int], bound: int):
-        self.fd, self.parts, self.bound = fd, parts, bound
+    def __init__(self, count: int, size: int):
+        self.buffers = [memoryview(bytearray(size)) for _ in range(count)]
+        self.lent = [False] * count
+        self.current = 0
+
+
+@dataclass(frozen=True)
+class _Lease:
+    ring: _Ring
+    slot: int
+
+
+class _InOrderHasher:
+    """Hashes the blob front to back while parts arrive in any order (see the module doc).
+
+    The bytes up to ``frontier`` are hashed; up to ``tail`` they are claimed (queued chunks,
+    or a read-back in progress). A chunk written exactly at ``tail`` is next in line: the
+    writer lends its buffer and the hasher gives it back once hashed. Any other chunk stays
+    with its writer; the hasher reads it back from the partial file (just written, so from
+    the page cache) when the frontier gets there. Queued chunks are contiguous from the
+    frontier, so the hasher never waits on anything but the frontier's own part, and memory
+    is bounded by the rings."""
+
+    def __init__(self, fd: int, parts: list[_Part], done: set[int]):
+        self.fd, self.parts = fd, parts
         self.size = parts[-1].end if parts else 0
         self.part_size = parts[0].length if parts else 1
         # Bytes on disk from each part's start (pwrite happens before the count grows).
         self.written = [p.length if p.index in done else 0 for p in parts]
-        self.buffer: dict[int, bytes] = {}
+        self.queue: deque[tuple[memoryview, _Lease]] = deque()
         self.frontier = 0
+        self.tail = 0
         self.hash = hashlib.sha256()
         self.cond = threading.Condition()
         self.stopped = False
         self.error: BaseException | None = None
+        self.read_back = 0  # bytes hashed from the file rather than from a lent buffer
 
-    def offer(self, part: _Part, offset: int, data: bytes) -> None:
-        """``data`` was just written at ``offset``; keep it if it is near the frontier."""
+    def offer(self, part: _Part, offset: int, view: memoryview, lease: _Lease) -> bool:
+        """``view`` was just written at ``offset``; True if the hasher took the buffer.
+
+        It takes it only if the writer keeps another free one: a writer never waits for the
+        hasher (a hasher that falls behind reads those bytes back from the file instead)."""
         with self.cond:
-            self.written[part.index] = offset + len(data) - part.start
-            if offset + len(data) <= self.frontier + self.bound:
-                self.buffer[offset] = data
-            self.cond.notify()
+            self.written[part.index] = offset + len(view) - part.start
+            spare = sum(not lent for lent in lease.ring.lent) > 1
+            taken = offset == self.tail and spare and not self.stopped
+            if taken:
+                lease.ring.lent[lease.slot] = True
+                self.queue.append((view, lease))
+                self.tail += len(view)
+            self.cond.notify_all()
+            return taken
+
+    def next_buffer(self, ring: _Ring, cancel: threading.Event) -> memoryview:
+        """The ring's next free buffer (``offer`` leaves one free, so this does not wait
+        unless someone else lends the ring's buffers)."""
+        with self.cond:
+            while True:
+                for step in range(len(ring.buffers)):
+                    slot = (ring.current + step) % len(ring.buffers)
+                    if not ring.lent[slot]:
+                        ring.current = slot
+                        return ring.buffers[slot]
+                if self.stopped or cancel.is_set():
+                    raise _Cancelled()
+                self.cond.wait(0.5)
 
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
-            self.cond.notify()
+            self.cond.notify_all()
 
     def _available(self) -> int:
         """End of the bytes contiguous on disk from the frontier's part start."""
@@ -142,39 +230,68 @@ class _InOrderHasher:
         return self.parts[k].start + self.written[k]
 
     def run(self) -> None:
+        scratch = memoryview(bytearray(min(_READ, max(self.size, 1))))
         try:
             while self.frontier < self.size:
+                lease: _Lease | None = None
                 with self.cond:
-                    while not self.stopped and self.frontier >= self._available():
+                    while (
+                        not self.stopped and not self.queue and self.frontier >= self._available()
+                    ):
                         self.cond.wait()
                     if self.stopped:
                         return
-                    end = self._available()
-                    chunk = self.buffer.pop(self.frontier, None)
-                    if chunk is None:
-                        later = [o for o in self.buffer if o > self.frontier]
-                        n = min(end, min(later, default=end), self.frontier + _READ)
-                        n -= self.frontier
-                start = self.frontier
-                if chunk is None:
-                    chunk = _pread_exact(self.fd, n, start)
-                self.hash.update(chunk)
+                    if self.queue:
+                        view, lease = self.queue.popleft()
+                    else:
+                        n = min(self._available() - self.frontier, len(scratch))
+                        self.tail = self.frontier + n
+                if lease is None:
+                    view = _pread_exact(self.fd, scratch[:n], self.frontier)
+                    self.read_back += n
+                self.hash.update(view)
                 with self.cond:
-                    self.frontier = start + len(chunk)
-                    for o in [o for o in self.buffer if o < self.frontier]:
-                        del self.buffer[o]  # superseded (a part restarted mid-chunk)
+                    self.frontier += len(view)
+                    if lease is not None:
+                        lease.ring.lent[lease.slot] = False
+                        self.cond.notify_all()
         except BaseException as exc:  # reported by the caller
             self.error = exc
 
 
-def _pread_exact(fd: int, n: int, offset: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        data = os.pread(fd, n - len(out), offset + len(out))
-        if not data:
-            raise OSError(f"partial file shorter than expected at {offset + len(out)}")
-        out += data
-    return bytes(out)
+class _Writeback:
+    """Starts the disk writes of what the connections wrote, on a thread of its own
+    (``partial.start_writeback``): submitting the I/O costs CPU that the connections'
+    threads, measured, spent instead of reading the network. Ranges queue while it works;
+    it stops with the transfer (the queue and thread go with the ``_Writeback``)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="mfc-writeback", daemon=True)
+        self.thread.start()
+
+    def start(self, offset: int, length: int) -> None:
+        self.todo.put((offset, length))
+
+    def close(self) -> None:
+        self.todo.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while (item := self.todo.get()) is not None:
+            with contextlib.suppress(OSError):
+                partial.start_writeback(self.fd, *item)
+
+
+def _pread_exact(fd: int, view: memoryview, offset: int) -> memoryview:
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            raise OSError(f"partial file shorter than expected at {offset + got}")
+        got += n
+    return view
 
 
 def _parts(size: int, part_size: int) -> list[_Part]:
@@ -249,7 +366,7 @@ def _run(
     opts: TransferOptions,
     progress: Callable[[int], None] | None,
 ) -> str:
-    hasher = _InOrderHasher(fd, parts, done, opts.buffer_bytes)
+    hasher = _InOrderHasher(fd, parts, done)
     cancel = threading.Event()
     lock = threading.Lock()
     completed = [sum(part.length for part in parts if part.index in done)]
@@ -272,10 +389,16 @@ def _run(
 
     hash_thread = threading.Thread(target=hasher.run, name="mfc-hash", daemon=True)
     hash_thread.start()
+    writeback = _Writeback(fd)
     todo = [part for part in parts if part.index not in done]
     try:
         if todo:
-            workers = max(1, min(opts.max_connections, len(todo)))
+            wanted = opts.max_connections or default_connections(client.host)
+            workers = max(1, min(wanted, len(todo)))
+            chunk = max(1, min(_CHUNK, opts.part_size))
+            rings: queue.SimpleQueue[_Ring] = queue.SimpleQueue()
+            for _ in range(workers):
+                rings.put(_Ring(_RING, chunk))
             with ThreadPoolExecutor(workers, thread_name_prefix="mfc-pull") as pool:
                 futures = [
                     pool.submit(
@@ -286,6 +409,8 @@ def _run(
                         fd,
                         part,
                         hasher,
+                        rings,
+                        writeback,
                         opts,
                         cancel,
                         advanced,
@@ -297,6 +422,7 @@ def _run(
                 failed = [f for f in finished if f.exception() is not None]
                 if failed:
                     cancel.set()
+                    hasher.stop()
                     wait(futures)
                     exc = failed[0].exception()
                     assert exc is not None
@@ -307,6 +433,8 @@ def _run(
         hasher.stop()
         hash_thread.join()
         raise
+    finally:
+        writeback.close()  # before the caller closes the fd it works on
     if hasher.error is not None:
         raise hasher.error
     return of_hash(hasher.hash)
@@ -319,6 +447,8 @@ def _fetch_part(
     fd: int,
     part: _Part,
     hasher: _InOrderHasher,
+    rings: queue.SimpleQueue[_Ring],
+    writeback: _Writeback,
     opts: TransferOptions,
     cancel: threading.Event,
     advanced: Callable[[int], None],
@@ -327,21 +457,86 @@ def _fetch_part(
     """One part, retried on its own from the byte it reached."""
     got = [0]  # bytes of the part on disk, advanced by _stream_part as it writes
     failures = 0
-    timeout = httpx.Timeout(opts.stall_timeout, connect=min(10.0, opts.stall_timeout))
-    while got[0] < part.length:
-        if cancel.is_set():
-            raise _Cancelled()
-        try:
-            _stream_part(client, repository, desc, fd, part, got, hasher, timeout, cancel, advanced)
-        except (_Retry, httpx.TransportError) as exc:
-            failures += 1
-            if failures >= opts.attempts:
-                if isinstance(exc, httpx.TransportError):
-                    raise unreachable(client.host, exc) from None
-                raise RegistryError(str(exc)) from None
-            if cancel.wait(min(opts.backoff * 2 ** (failures - 1), 8.0)):
-                raise _Cancelled() from None
+    ring = rings.get()
+    try:
+        while got[0] < part.length:
+            if cancel.is_set():
+                raise _Cancelled()
+            try:
+                _stream_part(
+                    client,
+                    repository,
+                    desc,
+                    fd,
+                    part,
+                    got,
+                    hasher,
+                    ring,
+                    writeback,
+                    opts,
+                    cancel,
+                    advanced,
+                )
+            except (_Retry, httpx.TransportError) as exc:
+                failures += 1
+                if failures >= opts.attempts:
+                    if isinstance(exc, httpx.TransportError):
+                        raise unreachable(client.host, exc) from None
+                    if isinstance(exc, _Unreachable):
+                        raise RegistryUnreachableError(str(exc)) from None
+                    raise RegistryError(str(exc)) from None
+                if cancel.wait(min(opts.backoff * 2 ** (failures - 1), 8.0)):
+                    raise _Cancelled() from None
+    finally:
+        rings.put(ring)
     record(part)
+
+
+class _HttpxBody:
+    """The general path's body (any proxy, encoding or framing httpx handles), read like a
+    ``RawBody``: copied from httpx's chunks into the caller's buffer."""
+
+    def __init__(self, response: httpx.Response):
+        self.response = response
+        self.status = response.status_code
+        self.headers = response.headers
+        self._chunks = response.iter_bytes()
+        self._left = memoryview(b"")
+
+    def readinto(self, view: memoryview) -> int:
+        if not self._left:
+            data = next(self._chunks, b"")
+            if not data:
+                return 0
+            self._left = memoryview(data)
+        n = min(len(view), len(self._left))
+        view[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def _open_body(
+    client: RegistryClient,
+    path: str,
+    headers: dict[str, str],
+    timeout: httpx.Timeout,
+    stall: float,
+    fast: bool,
+) -> tuple[RawBody | _HttpxBody, httpx.Response | None]:
+    """The part's response: straight from the socket when ``rawget`` can serve it, else
+    through httpx (also for what the fast path declines: a 401, an error, a proxy)."""
+    if fast:
+        try:
+            body = open_raw(client, path, headers, stall)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Unreachable(f"cannot reach the registry {client.host}: {exc}") from None
+        if body is not None:
+            return body, None
+    response = open_get(client, path, headers=headers, timeout=timeout)
+    return _HttpxBody(response), response
 
 
 def _stream_part(
@@ -352,23 +547,34 @@ def _stream_part(
     part: _Part,
     got: list[int],
     hasher: _InOrderHasher,
-    timeout: httpx.Timeout,
+    ring: _Ring,
+    writeback: _Writeback,
+    opts: TransferOptions,
     cancel: threading.Event,
     advanced: Callable[[int], None],
 ) -> None:
-    """GET the rest of ``part`` from byte ``got[0]``, advancing ``got[0]`` as bytes land."""
+    """GET the rest of ``part`` from byte ``got[0]``, advancing ``got[0]`` as bytes land.
+
+    The body is read into one of the ring's buffers, written from it with ``pwrite`` and
+    offered to the hasher from the same memory."""
     first, last = part.start + got[0], part.end - 1
     whole = first == 0 and part.end == desc.size
     headers = {} if whole else {"Range": f"bytes={first}-{last}"}
     what = f"blob {desc.digest}"
-    response = open_get(
-        client, f"/v2/{repository}/blobs/{desc.digest}", headers=headers, timeout=timeout
+    timeout = httpx.Timeout(opts.stall_timeout, connect=min(10.0, opts.stall_timeout))
+    body, response = _open_body(
+        client,
+        f"/v2/{repository}/blobs/{desc.digest}",
+        headers,
+        timeout,
+        opts.stall_timeout,
+        opts.fast_path,
     )
     try:
-        status = response.status_code
-        if status >= 500 or status == 429:
+        status = body.status
+        if response is not None and (status >= 500 or status == 429):
             raise _Retry(str(error_from(response, client.host, what)))
-        if status not in (200, 206):
+        if response is not None and status not in (200, 206):
             raise error_from(response, client.host, what)
         if status == 200 and not whole:
             raise RegistryStatusError(
@@ -376,40 +582,50 @@ def _stream_part(
                 " so it cannot serve a download in parts",
                 status,
             )
-        if status == 206 and not response.headers.get("Content-Range", "").startswith(
+        if status == 206 and not (body.headers.get("Content-Range") or "").startswith(
             f"bytes {first}-"
         ):
             raise _Retry(f"{what}: the registry {client.host} answered another byte range")
-        pending = bytearray()
-        offset = first
+        buf = hasher.next_buffer(ring, cancel)
+        fill = 0
 
         def flush() -> None:
-            nonlocal offset, pending
-            if not pending:
+            nonlocal buf, fill
+            if not fill:
                 return
-            data = bytes(pending)
-            pending = bytearray()
-            os.pwrite(fd, data, offset)
-            hasher.offer(part, offset, data)
-            offset += len(data)
-            got[0] += len(data)
-            advanced(len(data))
+            offset = part.start + got[0]
+            view = buf[:fill]
+            written = 0
+            while written < fill:
+                written += os.pwrite(fd, view[written:], offset + written)
+            writeback.start(offset, fill)
+            lent = hasher.offer(part, offset, view, _Lease(ring, ring.current))
+            got[0] += fill
+            advanced(fill)
+            fill = 0
+            if lent:
+                buf = hasher.next_buffer(ring, cancel)
 
         try:
-            for data in response.iter_bytes():
+            while True:
                 if cancel.is_set():
                     raise _Cancelled()
-                room = part.length - got[0] - len(pending)
-                if len(data) > room:
-                    pending += data[:room]
-                    flush()
-                    raise _Retry(f"{what}: the registry {client.host} sent more bytes than asked")
-                pending += data
-                if len(pending) >= _CHUNK:
+                wanted = part.length - got[0] - fill
+                if not wanted:
+                    break
+                try:
+                    n = body.readinto(buf[fill : fill + min(len(buf) - fill, wanted)])
+                except (OSError, http.client.HTTPException) as exc:
+                    why = f"{what}: the connection to {client.host} failed: {exc}"
+                    raise _Unreachable(why) from None
+                if not n:
+                    break
+                fill += n
+                if fill == len(buf) or fill == wanted:
                     flush()
         finally:
             flush()  # whatever arrived is on disk and counted, even when the stream broke
         if got[0] < part.length:
             raise _Retry(f"{what}: the connection to {client.host} ended early")
     finally:
-        response.close()
+        body.close()
