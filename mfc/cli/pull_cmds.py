@@ -21,7 +21,10 @@ from mfc.cli.store_cmds import _errors, _store, human_bytes
     "--max-connections",
     type=click.IntRange(min=1),
     default=None,
-    help="Parallel connections per blob (default $MFC_MAX_TRANSFER_STREAMS, else 4).",
+    help=(
+        "Parallel connections per blob (default $MFC_MAX_TRANSFER_STREAMS, else 4; "
+        "for a registry on this machine one per two CPUs)."
+    ),
 )
 @click.option(
     "--to",

@@ -132,6 +132,7 @@ class Counters:
     image_tokens: int = 0  # embeddings those images put into the KV cells
     image_encode_ns: int = 0  # time inside mtmd_encode_chunk
     image_decode_ns: int = 0  # time decoding image embeddings (their own llama_decode calls)
+    max_image_embeddings_in_step: int = 0  # most image embeddings one step decoded (<= n_batch)
 
 
 @dataclass
@@ -233,6 +234,9 @@ class _Media:
     n: int
     chunk: Any  # mtmd_input_chunk*, owned by the slot's mtmd_input_chunks
     placeholder: int  # the negative "token" standing for it in `prompt` and `cached`
+    done: int = 0  # embeddings decoded so far (one `num_batch` piece a step)
+    embd: Any = None  # the encoded embeddings (a ctypes float array) until all are decoded
+    non_causal: bool = False
 
 
 @dataclass(eq=False)
@@ -335,6 +339,7 @@ class Engine:
         self._cand: Any = None  # candidate buffers for constrained sampling, made on first use
         self._mctx: Any = None  # mtmd_context (the projector)
         self._ibatch: Any = None  # embeddings batch for images, made on first use
+        self._step_image_embd = 0  # image embeddings decoded in the current step
         self._vision = False
         self._placeholders = itertools.count(-1, -1)  # one negative "token" per image
         self._prep: threading.Thread | None = None  # decodes and splits image requests
@@ -1067,21 +1072,20 @@ class Engine:
             slot.chunks = None
         slot.media = []
 
-    def _feed_image(self, slot: _Slot) -> None:
-        """Encode the slot's next image and decode its embeddings for that sequence alone
-        (a separate llama_decode: the shared batch holds token ids, an image holds vectors)."""
+    def _encode_image(self, slot: _Slot) -> None:
+        """Encode the slot's next image (the vision tower) and keep its embeddings with the
+        slot: `_decode_image_piece` feeds them to the text model over the next steps."""
         import llama_cpp
         from llama_cpp import mtmd_cpp
 
-        m = slot.media.pop(0)
+        m = slot.media[0]
         mctx = self._mctx
         tally = self._tally
         mark = LLAMA_LOG.mark()
         self._flush()  # the consumers run while the projector computes
         t0 = time.perf_counter_ns()
         rc = mtmd_cpp.mtmd_encode_chunk(mctx, m.chunk)
-        t1 = time.perf_counter_ns()
-        tally["image_encode_ns"] += t1 - t0
+        tally["image_encode_ns"] += time.perf_counter_ns() - t0
         tally["images_encoded"] += 1
         if rc != 0:
             why = reason(LLAMA_LOG.since(mark))
@@ -1092,47 +1096,71 @@ class Engine:
             self._ibatch = llama_cpp.llama_batch_init(
                 self.load_options.n_batch, self._n_embd_inp, 1
             )
+        # The projector's output buffer is overwritten by the next encode (another slot's):
+        # the slot keeps its own copy until every piece is decoded.
+        n_floats = m.n * self._n_embd_inp
+        m.embd = (ctypes.c_float * n_floats)()
+        ctypes.memmove(m.embd, mtmd_cpp.mtmd_get_output_embd(mctx), n_floats * 4)
+        m.non_causal = bool(mtmd_cpp.mtmd_decode_use_non_causal(mctx, m.chunk))
+        self._decode_image_piece(slot)
+
+    def _decode_image_piece(self, slot: _Slot) -> None:
+        """Decode the next `num_batch` embeddings of the slot's encoded image for that
+        sequence alone (a separate llama_decode: the shared batch holds token ids, an image
+        holds vectors). One piece a step, so the other streams wait for one piece, as they
+        do for one chunk of a long text prompt, not for the whole image."""
+        import llama_cpp
+
+        m = slot.media[0]
+        tally = self._tally
+        mark = LLAMA_LOG.mark()
+        t0 = time.perf_counter_ns()
         batch = self._ibatch
-        n_embd = self._n_embd_inp
-        embd = mtmd_cpp.mtmd_get_output_embd(mctx)
-        src = ctypes.cast(embd, ctypes.c_void_p).value or 0
-        row_bytes = n_embd * ctypes.sizeof(ctypes.c_float)
+        row_bytes = self._n_embd_inp * ctypes.sizeof(ctypes.c_float)
+        src = ctypes.addressof(m.embd)
         dst = ctypes.cast(batch.embd, ctypes.c_void_p).value or 0
-        step = self.load_options.n_batch
         seq = slot.seq_id
         p0 = len(slot.cached)
-        last = m.start + m.n == len(slot.prompt)  # the prompt ends with this image
-        non_causal = bool(mtmd_cpp.mtmd_decode_use_non_causal(mctx, m.chunk))
-        if non_causal:
+        off = m.done
+        k = min(self.load_options.n_batch, m.n - off)
+        final = off + k == m.n
+        last = final and m.start + m.n == len(slot.prompt)  # the prompt ends with this image
+        ctypes.memmove(dst, src + off * row_bytes, k * row_bytes)
+        for j in range(k):
+            batch.pos[j] = p0 + j
+            batch.n_seq_id[j] = 1
+            batch.seq_id[j][0] = seq
+            batch.logits[j] = 0
+        if last:
+            batch.logits[k - 1] = 1
+        batch.n_tokens = k
+        if m.non_causal:
             llama_cpp.llama_set_causal_attn(self._ctx, False)
         try:
-            for off in range(0, m.n, step):
-                k = min(step, m.n - off)
-                ctypes.memmove(dst, src + off * row_bytes, k * row_bytes)
-                for j in range(k):
-                    batch.pos[j] = p0 + off + j
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = seq
-                    batch.logits[j] = 0
-                if last and off + k == m.n:
-                    batch.logits[k - 1] = 1
-                batch.n_tokens = k
-                rc = llama_cpp.llama_decode(self._ctx, batch)
-                if rc != 0:
-                    self._fail_slot(
-                        slot,
-                        f"llama_decode failed (code {rc}) on an image's {k} embeddings: "
-                        f"{reason(LLAMA_LOG.since(mark))}",
-                    )
-                    return
+            rc = llama_cpp.llama_decode(self._ctx, batch)
         finally:
-            if non_causal:
+            if m.non_causal:
                 llama_cpp.llama_set_causal_attn(self._ctx, True)
-            tally["image_decode_ns"] += time.perf_counter_ns() - t1
-        tally["image_tokens"] += m.n
-        slot.cached.extend([m.placeholder] * m.n)
-        slot.fed += m.n
+            tally["image_decode_ns"] += time.perf_counter_ns() - t0
+        if rc != 0:
+            self._fail_slot(
+                slot,
+                f"llama_decode failed (code {rc}) on an image's {k} embeddings: "
+                f"{reason(LLAMA_LOG.since(mark))}",
+            )
+            return
+        slot.cached.extend([m.placeholder] * k)
+        slot.fed += k
         slot.has_media = True
+        m.done += k
+        self._step_image_embd += k
+        if self._step_image_embd > tally["max_image_embeddings_in_step"]:
+            tally["max_image_embeddings_in_step"] = self._step_image_embd
+        if not final:
+            return
+        slot.media.pop(0)
+        m.embd = None
+        tally["image_tokens"] += m.n
         if last:
             slot.first_ns = time.perf_counter_ns()
             self._sample(slot, k - 1)
@@ -1218,11 +1246,18 @@ class Engine:
         for slot in [s for s in self._busy if s.req.cancel.is_set()]:  # type: ignore[union-attr]
             self._finish(slot, "cancel")  # cancelled sequences leave before the batch is built
         if self._mctx is not None:
-            # At most one image a step (the oldest request's first): the others wait one encode.
+            self._step_image_embd = 0
+            # At most one image action a step, the oldest request's first: a piece of an image
+            # being decoded, else encoding the next image (with its first piece).
             for slot in self._busy:
-                if slot.media and slot.fed == slot.media[0].start:
-                    self._feed_image(slot)
+                if slot.media and slot.media[0].done:
+                    self._decode_image_piece(slot)
                     break
+            else:
+                for slot in self._busy:
+                    if slot.media and slot.fed == slot.media[0].start:
+                        self._encode_image(slot)
+                        break
         cap = self._batch_cap
         n = 0
         outputs: list[tuple[_Slot, int]] = []

@@ -291,8 +291,9 @@ def test_image_and_text_requests_batched_give_their_solo_outputs(parallel: Engin
 def test_an_image_larger_than_num_batch_is_decoded_in_pieces(
     fixture_models: dict[str, Path],
 ) -> None:
-    """num_batch 3 < the image's 4 embeddings: two llama_decode calls for it, positions
-    continuing, while another stream decodes beside it."""
+    """num_batch 3 < the image's 4 embeddings: two pieces in two steps (no step holds the
+    other streams for more than num_batch embeddings), positions continuing, while another
+    stream decodes beside it."""
     tiny_batch = dataclasses.replace(SMALL, n_batch=3)
     with vision_engine(fixture_models, tiny_batch, n_seq_max=2) as e:
         alone = e.generate("ab" + MEDIA_MARKER + "c", GREEDY, images=[RED])
@@ -303,6 +304,8 @@ def test_an_image_larger_than_num_batch_is_decoded_in_pieces(
         assert image.result() == vision.BLUE_CONTINUATION
         assert text.result() == expected_continuation("abc")
         assert e.counters.max_sequences_in_decode == 2
+        assert e.counters.image_tokens == 8
+        assert e.counters.max_image_embeddings_in_step == 3
 
 
 def test_a_cancelled_image_request_frees_its_slot(fixture_models: dict[str, Path]) -> None:
