@@ -366,6 +366,41 @@ class Mfc(Server):
         return [self.proc.pid, *self.runners()]
 
 
+def llama_cmd(
+    exe: Path, blob: Path, port: int, np_: int, ctx: int, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """llama-server configured as mfc serve runs: same threads, batch, slots and context per
+    slot, flash attention off (batch-invariant greedy outputs), no unified KV, no web UI."""
+    return [
+        str(exe),
+        "-m",
+        str(blob),
+        *extra,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        str(THREADS),
+        "-tb",
+        str(THREADS),
+        "-c",
+        str(ctx * np_),
+        "-np",
+        str(np_),
+        "-b",
+        str(N_BATCH),
+        "-ub",
+        str(N_BATCH),
+        "-fa",
+        "off",
+        "-no-kvu",
+        "--no-webui",
+        "-fit",
+        "off",
+    ]
+
+
 class Llama(Server):
     side = "llama-server"
 
@@ -378,33 +413,7 @@ class Llama(Server):
         # build's own dir for what the wheel lacks (libllama-common, libllama-server-impl).
         own = exe.parent.parent / "lib"
         env["LD_LIBRARY_PATH"] = f"{libdir}:{own}" if libdir else str(own)
-        cmd = [
-            str(exe),
-            "-m",
-            str(blob),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "-t",
-            str(THREADS),
-            "-tb",
-            str(THREADS),
-            "-c",
-            str(ctx * np_),
-            "-np",
-            str(np_),
-            "-b",
-            str(N_BATCH),
-            "-ub",
-            str(N_BATCH),
-            "-fa",
-            "off",
-            "-no-kvu",
-            "--no-webui",
-            "-fit",
-            "off",
-        ]
+        cmd = llama_cmd(exe, blob, self.port, np_, ctx)
         self.log = log.open("ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready("/health", 300)

@@ -452,35 +452,7 @@ class LlamaVision(serve.Server):
         own = exe.parent.parent / "lib"
         env["LD_LIBRARY_PATH"] = f"{serve.wheel_libdir()}:{own}"
         env["LLAMA_MEDIA_MARKER"] = LLAMA_MARKER  # else a random one per start (see /props)
-        cmd = [
-            str(exe),
-            "-m",
-            str(blob),
-            "--mmproj",
-            str(proj),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "-t",
-            str(THREADS),
-            "-tb",
-            str(THREADS),
-            "-c",
-            str(ctx * np_),
-            "-np",
-            str(np_),
-            "-b",
-            str(N_BATCH),
-            "-ub",
-            str(N_BATCH),
-            "-fa",
-            "off",
-            "-no-kvu",
-            "--no-webui",
-            "-fit",
-            "off",
-        ]
+        cmd = serve.llama_cmd(exe, blob, self.port, np_, ctx, ("--mmproj", str(proj)))
         self.log = log.open("ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready("/health", 300)

@@ -975,6 +975,28 @@ class Engine:
             )
         return chunks
 
+    def _chunks_of(
+        self, text: str, images: tuple[bytes, ...], bitmap: Callable[[bytes], Any]
+    ) -> Any:
+        """`_mtmd_tokenize` with one libmtmd bitmap per image, made by ``bitmap(data)`` (a
+        decoded image, or an empty one of its size for counting); the bitmaps are freed."""
+        from llama_cpp import mtmd_cpp
+
+        bitmaps = []
+        try:
+            for i, data in enumerate(images, 1):
+                try:
+                    made = bitmap(data)
+                except ImageError as exc:
+                    raise EngineError(f"image {i}: {exc}") from None
+                if not made:
+                    raise EngineError(f"image {i}: libmtmd could not take the bitmap")
+                bitmaps.append(made)
+            return self._mtmd_tokenize(text, bitmaps)
+        finally:
+            for made in bitmaps:
+                mtmd_cpp.mtmd_bitmap_free(made)
+
     def _tokenize_media(
         self, prompt: str | list[int], images: tuple[bytes, ...]
     ) -> tuple[list[int], Any, list[_Media]]:
@@ -982,23 +1004,12 @@ class Engine:
         run of its own placeholder), the chunks (to free) and the image chunks."""
         from llama_cpp import mtmd_cpp
 
-        text = self._check_media(prompt, images)
-        bitmaps = []
-        try:
-            for i, data in enumerate(images, 1):
-                try:
-                    bm = decode_image(data)
-                except ImageError as exc:
-                    raise EngineError(f"image {i}: {exc}") from None
-                buf = (ctypes.c_uint8 * len(bm.rgb)).from_buffer_copy(bm.rgb)
-                bitmap = mtmd_cpp.mtmd_bitmap_init(bm.width, bm.height, buf)
-                if not bitmap:
-                    raise EngineError(f"image {i}: libmtmd could not take the bitmap")
-                bitmaps.append(bitmap)
-            chunks = self._mtmd_tokenize(text, bitmaps)
-        finally:
-            for bitmap in bitmaps:
-                mtmd_cpp.mtmd_bitmap_free(bitmap)
+        def bitmap(data: bytes) -> Any:
+            bm = decode_image(data)
+            buf = (ctypes.c_uint8 * len(bm.rgb)).from_buffer_copy(bm.rgb)
+            return mtmd_cpp.mtmd_bitmap_init(bm.width, bm.height, buf)
+
+        chunks = self._chunks_of(self._check_media(prompt, images), images, bitmap)
         try:
             tokens, media = self._read_chunks(chunks)
         except BaseException:
@@ -1039,22 +1050,11 @@ class Engine:
         """`count_tokens` with images: placeholder bitmaps of the images' sizes."""
         from llama_cpp import mtmd_cpp
 
-        text = self._check_media(prompt, images)
-        bitmaps = []
-        try:
-            for i, data in enumerate(images, 1):
-                try:
-                    width, height = image_size(data)
-                except ImageError as exc:
-                    raise EngineError(f"image {i}: {exc}") from None
-                bitmap = mtmd_cpp.mtmd_bitmap_init(width, height, None)
-                if not bitmap:
-                    raise EngineError(f"image {i}: libmtmd could not take the bitmap")
-                bitmaps.append(bitmap)
-            chunks = self._mtmd_tokenize(text, bitmaps)
-        finally:
-            for bitmap in bitmaps:
-                mtmd_cpp.mtmd_bitmap_free(bitmap)
+        def bitmap(data: bytes) -> Any:
+            width, height = image_size(data)
+            return mtmd_cpp.mtmd_bitmap_init(width, height, None)
+
+        chunks = self._chunks_of(self._check_media(prompt, images), images, bitmap)
         try:
             each = (
                 mtmd_cpp.mtmd_input_chunks_get(chunks, i)
