@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mfc.store import InvalidNameError, Problem, Store, StoreError
+from mfc.store.show import human_bytes
 
 if TYPE_CHECKING:
     from mfc.diagnostics.diagnostic import Diagnostic
@@ -54,17 +55,6 @@ def _errors() -> Iterator[None]:
     except (StoreError, InvalidNameError) as exc:
         _report(exc)
         sys.exit(1)
-
-
-def human_bytes(n: int) -> str:
-    """Ollama's decimal units: `574 KB`, `4.7 GB`."""
-    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if n >= scale:
-            value = n / scale
-            if value >= 10 or value == int(value):
-                return f"{int(value)} {unit}"
-            return f"{value:.1f} {unit}"
-    return f"{n} B"
 
 
 _AGO = (
