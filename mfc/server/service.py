@@ -381,20 +381,21 @@ class Job:
                 yield _final(ev)
                 return
 
-    async def _tokens_with_context(self) -> list[int]:
+    async def _call(self, op: str, **fields: Any) -> Any:
+        """One runner op (tokenize, detokenize) on this job's model, loading it if needed."""
         async with self.state.scheduler.use(
             self.name, self.prepared.spec, None, self.info
         ) as model:
-            new = await model.runner.call("tokenize", text=self.prompt)
+            return await model.runner.call(op, **fields)
+
+    async def _tokens_with_context(self) -> list[int]:
+        new = await self._call("tokenize", text=self.prompt)
         return [int(t) for t in self.context or ()] + [int(t) for t in new]
 
     async def _text_with_context(self) -> str:
         """``context`` before a prompt with images, as Ollama does it for every request: the
         earlier tokens turned back into text (a token prompt has no image slots)."""
-        async with self.state.scheduler.use(
-            self.name, self.prepared.spec, None, self.info
-        ) as model:
-            text = await model.runner.call("detokenize", tokens=list(self.context or ()))
+        text = await self._call("detokenize", tokens=list(self.context or ()))
         return media.strip_markers(str(text)) + self.prompt
 
     async def load_only(self) -> str:
